@@ -1,0 +1,42 @@
+"""Register the built-in DVPS dataset names under ``$DETECTRON2_DATASETS`` (default ``./datasets``).
+
+===============================  ==========================================================
+name                             directory (relative to ``$DETECTRON2_DATASETS``)
+===============================  ==========================================================
+cityscapes_dvps_{train,val}      cityscapes-dvps/video_sequence/{train,val}/
+semkitti_dvps_{train,val}        semkitti-dvps/video_sequence/{train,val}/
+synthetic_cityscapes_dvps_{..}   synthetic-cityscapes-dvps/video_sequence/{train,val}/
+synthetic_semkitti_dvps_{..}     synthetic-semkitti-dvps/video_sequence/{train,val}/
+===============================  ==========================================================
+
+The synthetic sets are written by ``tools/make_synthetic_dvps.py``. Like Detectron2's own
+built-in datasets, the root is read once, when this module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .dvps import register_dvps_dataset
+from .metadata import CITYSCAPES_DVPS, SEMKITTI_DVPS
+
+__all__ = ["BUILTIN_DVPS_DATASETS", "register_all_dvps"]
+
+# name prefix -> (directory under the datasets root, format)
+BUILTIN_DVPS_DATASETS = {
+    "cityscapes_dvps": ("cityscapes-dvps", CITYSCAPES_DVPS),
+    "semkitti_dvps": ("semkitti-dvps", SEMKITTI_DVPS),
+    "synthetic_cityscapes_dvps": ("synthetic-cityscapes-dvps", CITYSCAPES_DVPS),
+    "synthetic_semkitti_dvps": ("synthetic-semkitti-dvps", SEMKITTI_DVPS),
+}
+
+
+def register_all_dvps(datasets_root: str) -> None:
+    """Register ``<prefix>_train`` and ``<prefix>_val`` for every built-in DVPS dataset."""
+    for prefix, (directory, dataset_format) in BUILTIN_DVPS_DATASETS.items():
+        for split in ("train", "val"):
+            root = os.path.join(datasets_root, directory)
+            register_dvps_dataset(f"{prefix}_{split}", root, split, dataset_format)
+
+
+register_all_dvps(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))

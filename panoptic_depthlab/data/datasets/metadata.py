@@ -1,0 +1,94 @@
+"""Class lists, colors and protocol constants of the DVPS datasets.
+
+Everything here reaches the rest of the code through Detectron2's MetadataCatalog
+(``MetadataCatalog.get(name)``); no other module hard-codes these values.
+
+Both datasets use 19 contiguous train ids (0..18), so a dataset id equals its contiguous id.
+Label files mark unlabelled pixels with ``label_void_id`` (Cityscapes-DVPS: class 32,
+SemKITTI-DVPS: 255); loaders map them to ``ignore_label`` (255).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
+
+__all__ = ["DVPS_FORMATS", "dvps_metadata"]
+
+CITYSCAPES_DVPS = "cityscapes_dvps"
+SEMKITTI_DVPS = "semkitti_dvps"
+DVPS_FORMATS = (CITYSCAPES_DVPS, SEMKITTI_DVPS)
+
+# SemKITTI-DVPS train ids 0..18 with the RGB colors of the SemanticKITTI color map.
+_SEMKITTI_CATEGORIES = [
+    ("car", (100, 150, 245)),
+    ("bicycle", (100, 230, 245)),
+    ("motorcycle", (30, 60, 150)),
+    ("truck", (80, 30, 180)),
+    ("other-vehicle", (0, 0, 255)),
+    ("person", (255, 30, 30)),
+    ("bicyclist", (255, 40, 200)),
+    ("motorcyclist", (150, 30, 90)),
+    ("road", (255, 0, 255)),
+    ("parking", (255, 150, 255)),
+    ("sidewalk", (75, 0, 75)),
+    ("other-ground", (175, 0, 75)),
+    ("building", (255, 200, 0)),
+    ("fence", (255, 120, 50)),
+    ("vegetation", (0, 175, 0)),
+    ("trunk", (135, 60, 0)),
+    ("terrain", (150, 240, 80)),
+    ("pole", (255, 240, 150)),
+    ("traffic-sign", (255, 0, 0)),
+]
+
+
+def _categories(dataset_format: str) -> tuple[list[str], list[tuple[int, int, int]], list[int]]:
+    """Return (class names, RGB colors, thing train ids) of a format, in train-id order."""
+    if dataset_format == CITYSCAPES_DVPS:
+        cats = sorted(CITYSCAPES_CATEGORIES, key=lambda c: c["trainId"])
+        names = [c["name"] for c in cats]
+        colors = [tuple(c["color"]) for c in cats]
+        thing_ids = [c["trainId"] for c in cats if c["isthing"]]
+        return names, colors, thing_ids
+    if dataset_format == SEMKITTI_DVPS:
+        names = [n for n, _ in _SEMKITTI_CATEGORIES]
+        colors = [c for _, c in _SEMKITTI_CATEGORIES]
+        return names, colors, list(range(8))
+    raise ValueError(f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}")
+
+
+def dvps_metadata(dataset_format: str) -> dict[str, Any]:
+    """Metadata of one DVPS format, in the key names Detectron2's Panoptic-DeepLab reads.
+
+    Keys beyond Detectron2's: ``dataset_format``, ``num_classes``, ``thing_ids``, ``stuff_ids``,
+    ``label_void_id`` (raw class of unlabelled pixels in the label files), ``label_divisor``
+    (panoptic id = class * label_divisor + instance), ``depth_scale`` (depth PNG value per meter),
+    ``max_depth`` (meters), ``dvpq_window_sizes`` (k, in frames) and ``dvpq_depth_thresholds``
+    (lambda, relative depth error).
+    """
+    names, colors, thing_ids = _categories(dataset_format)
+    is_cityscapes = dataset_format == CITYSCAPES_DVPS
+    return {
+        "dataset_format": dataset_format,
+        "evaluator_type": "dvps",
+        "num_classes": len(names),
+        # Detectron2's panoptic convention: stuff_* covers every class (the semantic head predicts
+        # all of them), thing_* only the countable ones.
+        "stuff_classes": names,
+        "stuff_colors": colors,
+        "thing_classes": [names[i] for i in thing_ids],
+        "thing_colors": [colors[i] for i in thing_ids],
+        "thing_ids": thing_ids,
+        "stuff_ids": [i for i in range(len(names)) if i not in thing_ids],
+        "thing_dataset_id_to_contiguous_id": {i: i for i in thing_ids},
+        "stuff_dataset_id_to_contiguous_id": {i: i for i in range(len(names))},
+        "ignore_label": 255,
+        "label_void_id": 32 if is_cityscapes else 255,
+        "label_divisor": 1000 if is_cityscapes else 65536,
+        "depth_scale": 256.0,
+        "max_depth": 88.0,
+        "dvpq_window_sizes": [1, 2, 3, 4] if is_cityscapes else [1, 5, 10, 20],
+        "dvpq_depth_thresholds": [0.5, 0.25, 0.1],
+    }
