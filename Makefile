@@ -1,6 +1,7 @@
 # The two commands of README.md: `make demo` and `make test`. Both set up .venv when needed.
 PY := .venv/bin/python
-DATA_ROOT ?= datasets
+DATASETS ?= datasets
+DEMO_DATA := $(DATASETS)/synthetic-cityscapes-dvps
 
 .PHONY: setup test demo lint format
 
@@ -11,11 +12,12 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(PY) tools/make_synthetic_dvps.py --format cityscapes_dvps --out $(DATA_ROOT) --split train --sequences 10 --frames 6 --height 256 --width 512 --seed 0
-	$(PY) tools/make_synthetic_dvps.py --format cityscapes_dvps --out $(DATA_ROOT) --split val --sequences 4 --frames 6 --height 256 --width 512 --seed 1
+	$(PY) tools/make_synthetic_dvps.py --format cityscapes_dvps --out $(DEMO_DATA) --split train --sequences 10 --frames 6 --height 256 --width 512 --seed 0
+	$(PY) tools/make_synthetic_dvps.py --format cityscapes_dvps --out $(DEMO_DATA) --split val --sequences 4 --frames 6 --height 256 --width 512 --seed 1
 	@echo ""
-	@echo "Synthetic Cityscapes-DVPS written under $(DATA_ROOT)/synthetic-cityscapes-dvps (see datasets/README.md)."
-	@echo "Still missing from the demo: evaluation, training and visualization (open issues #3-#7)."
+	@echo "Synthetic Cityscapes-DVPS is in $(DEMO_DATA)/video_sequence/{train,val}."
+	@echo "Not in the demo yet: the frame-pair mapper (#3), the model (#4), DVPQ/DSTQ evaluation (#5),"
+	@echo "video inference and pictures (#6), training with before/after numbers (#7)."
 
 lint: setup
 	$(PY) -m ruff check .

@@ -4,7 +4,7 @@
 and registers the DVPS datasets in Detectron2's DatasetCatalog and MetadataCatalog.
 """
 
-from . import compat  # noqa: F401  (must run before anything imports detectron2 submodules)
-from . import data  # noqa: F401  (registers the datasets)
+# compat (first) adapts to the installed Detectron2; data registers the datasets.
+from . import compat, data  # noqa: F401
 
 __version__ = "0.1.0"

@@ -40,8 +40,9 @@ class MissingCompiledOps(types.ModuleType):
             raise AttributeError(op)
         raise MissingCompiledOpError(
             f"detectron2._C.{op} is a compiled Detectron2 op, and this Detectron2 has no usable "
-            f"compiled extension ({self._reason}). panoptic_depthlab does not need it; to use it, "
-            "install a Detectron2 built from source: DETECTRON2_SOURCE=<path or git URL> make setup."
+            f"compiled extension ({self._reason}). panoptic_depthlab does not need it; to use "
+            "it, install a Detectron2 built from source: "
+            "DETECTRON2_SOURCE=<path or git URL> make setup."
         )
 
 

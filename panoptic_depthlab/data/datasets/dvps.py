@@ -23,7 +23,8 @@ import logging
 import os
 import re
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image, UnidentifiedImageError
@@ -164,21 +165,19 @@ def _check_frame_files(record: dict[str, Any]) -> None:
 def _link_sequences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sort records by (sequence, frame) and point each at the next frame of its sequence."""
     records = sorted(records, key=lambda r: (r["sequence_id"], r["frame_index"]))
-    for cur, nxt in zip(records, records[1:] + [None]):
-        if nxt is not None and (nxt["sequence_id"], nxt["frame_index"]) == (
-            cur["sequence_id"],
-            cur["frame_index"],
-        ):
+    for i, cur in enumerate(records):
+        nxt = records[i + 1] if i + 1 < len(records) else None
+        if nxt is None or nxt["sequence_id"] != cur["sequence_id"]:
+            cur["next_frame"] = None
+            continue
+        if nxt["frame_index"] == cur["frame_index"]:
             raise ValueError(
                 f"{cur['file_name']} and {nxt['file_name']}: two frames with sequence "
                 f"{cur['sequence_id']} and frame index {cur['frame_index']}; expected one."
             )
-        if nxt is None or nxt["sequence_id"] != cur["sequence_id"]:
-            cur["next_frame"] = None
-        else:
-            cur["next_frame"] = {
-                k: nxt[k] for k in _FILE_KEYS + ("image_id", "frame_index") if k in nxt
-            }
+        cur["next_frame"] = {
+            k: nxt[k] for k in _FILE_KEYS + ("image_id", "frame_index") if k in nxt
+        }
     return records
 
 

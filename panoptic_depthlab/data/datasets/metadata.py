@@ -56,7 +56,9 @@ def _categories(dataset_format: str) -> tuple[list[str], list[tuple[int, int, in
         names = [n for n, _ in _SEMKITTI_CATEGORIES]
         colors = [c for _, c in _SEMKITTI_CATEGORIES]
         return names, colors, list(range(8))
-    raise ValueError(f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}")
+    raise ValueError(
+        f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
+    )
 
 
 def dvps_metadata(dataset_format: str) -> dict[str, Any]:
