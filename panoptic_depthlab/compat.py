@@ -12,10 +12,20 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+import warnings
 
 import detectron2
 
 __all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "MissingCompiledOps"]
+
+# fvcore.nn and detectron2.modeling apply torch.jit.script when imported, which torch >= 2.10
+# answers with a FutureWarning users cannot act on; silence it for these imports only.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+    )
+    for _module in ("fvcore.nn", "detectron2.modeling"):
+        importlib.import_module(_module)
 
 
 class MissingCompiledOpError(RuntimeError):

@@ -69,3 +69,11 @@ def test_installed_versions_match_constraints():
         if installed.split("+")[0] != pinned.split("+")[0]:
             wrong[name] = (installed, pinned)
     assert wrong == {}
+
+
+def test_import_emits_no_warning():
+    """Detectron2's import-time torch.jit.script deprecation warnings are absorbed by compat."""
+    subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import panoptic_depthlab, detectron2.engine"],
+        check=True,
+    )
