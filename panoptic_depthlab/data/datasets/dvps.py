@@ -183,11 +183,11 @@ def _link_sequences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _missing_split_message(dataset_name: str, split_dir: str) -> str:
     env = os.environ.get("DETECTRON2_DATASETS")
-    root = f"$DETECTRON2_DATASETS={env}" if env else "$DETECTRON2_DATASETS is unset, so ./datasets"
+    where = f"$DETECTRON2_DATASETS={env}" if env else "./datasets, as $DETECTRON2_DATASETS is unset"
     return (
-        f"Dataset '{dataset_name}' not found: expected the directory {os.path.abspath(split_dir)} "
-        f"({root}). Point DETECTRON2_DATASETS at the folder that holds cityscapes-dvps/ and "
-        "semkitti-dvps/; datasets/README.md explains how to prepare them."
+        f"Dataset '{dataset_name}' not found: expected the directory {os.path.abspath(split_dir)}. "
+        f"Built-in dataset names look under {where}; datasets/README.md explains how to "
+        "prepare the data and where to put it."
     )
 
 
