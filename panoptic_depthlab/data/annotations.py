@@ -1,0 +1,127 @@
+"""Read the label and depth files of one DVPS frame into arrays, with checks.
+
+Both dataset formats become the same two arrays:
+
+* a panoptic map, ``int32`` (H, W): ``class * label_divisor + instance`` with train ids as
+  classes; unlabelled pixels (Cityscapes-DVPS class 32, SemKITTI-DVPS 255) become
+  ``ignore_label * label_divisor``; crowd regions are thing pixels with instance 0;
+* a depth map, ``float32`` (H, W) in meters, 0 where there is no depth.
+
+Every check names the file and the offending value: class ids outside the dataset's range,
+instance ids on stuff classes, and label or depth sizes that disagree with the image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["read_depth", "read_panoptic", "read_png"]
+
+
+def read_png(path: str, what: str) -> np.ndarray:
+    """Decode a PNG as stored (8- or 16-bit, 1 or 3 channels; color comes out BGR).
+
+    Args:
+        path: file to read.
+        what: what the file should hold, for the error message (e.g. "a depth map").
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing; expected {what}.")
+    array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise ValueError(f"{path}: not a readable PNG; expected {what}.")
+    return array
+
+
+def _check_size(path: str, array: np.ndarray, size: tuple[int, int] | None) -> None:
+    if size is not None and array.shape[:2] != tuple(size):
+        raise ValueError(
+            f"{path}: size (H, W) = {array.shape[:2]} differs from the image's (H, W) = "
+            f"{tuple(size)}; label and depth maps must match the image."
+        )
+
+
+def _check_classes(path: str, classes: np.ndarray, meta: Mapping[str, Any]) -> None:
+    """Reject class ids that are neither a train id nor the void id of the label files."""
+    counts = np.bincount(classes.ravel())
+    present = np.flatnonzero(counts)
+    bad = present[(present >= meta["num_classes"]) & (present != meta["label_void_id"])]
+    if bad.size:
+        raise ValueError(
+            f"{path}: class id {int(bad[0])} on {int(counts[bad[0]])} pixels; expected train ids "
+            f"0..{meta['num_classes'] - 1} or the void id {meta['label_void_id']}."
+        )
+
+
+def _check_stuff_instances(
+    path: str, classes: np.ndarray, instances: np.ndarray, void: np.ndarray, meta: Mapping[str, Any]
+) -> None:
+    """Reject nonzero instance ids on stuff classes (void pixels are not checked)."""
+    is_stuff = np.zeros(max(int(classes.max()) + 1, meta["num_classes"]), bool)
+    is_stuff[meta["stuff_ids"]] = True
+    wrong = is_stuff[classes] & (instances != 0) & ~void
+    if wrong.any():
+        y, x = np.argwhere(wrong)[0]
+        raise ValueError(
+            f"{path}: instance id {int(instances[y, x])} on stuff class {int(classes[y, x])} at "
+            f"(y, x) = ({y}, {x}); stuff classes {meta['stuff_ids']} must have instance 0."
+        )
+
+
+def read_panoptic(
+    record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The panoptic map of a frame record, in train ids (see the module docstring).
+
+    Args:
+        record: a frame record (or its ``next_frame`` entry) from the DVPS dataset loader.
+        meta: the dataset's metadata (``MetadataCatalog.get(name)`` or ``dvps_metadata(fmt)``).
+        size: expected (H, W); None skips the size check.
+
+    Returns:
+        ``int32`` array (H, W).
+    """
+    divisor, ignore, void = meta["label_divisor"], meta["ignore_label"], meta["label_void_id"]
+    if "panoptic_file_name" in record:  # Cityscapes-DVPS: class * divisor + instance
+        path = record["panoptic_file_name"]
+        raw = read_png(path, "a 16-bit panoptic label PNG")
+        if raw.ndim != 2:
+            raise ValueError(f"{path}: has {raw.shape[2]} channels; expected 1 (panoptic ids).")
+        _check_size(path, raw, size)
+        raw = raw.astype(np.int32)
+        classes, instances = raw // divisor, raw % divisor
+    else:  # SemKITTI-DVPS: a class file and an instance file
+        path = record["sem_seg_file_name"]
+        classes = read_png(path, "a class label PNG")
+        if classes.ndim != 2:
+            raise ValueError(f"{path}: has {classes.shape[2]} channels; expected 1 (class ids).")
+        _check_size(path, classes, size)
+        instance_path = record["instance_file_name"]
+        instances = read_png(instance_path, "an instance label PNG")
+        if instances.ndim != 2:
+            raise ValueError(f"{instance_path}: has {instances.shape[2]} channels; expected 1.")
+        _check_size(instance_path, instances, classes.shape)
+        classes, instances = classes.astype(np.int32), instances.astype(np.int32)
+    _check_classes(path, classes, meta)
+    void_mask = classes == void
+    _check_stuff_instances(path, classes, instances, void_mask, meta)
+    panoptic = classes * divisor + instances
+    panoptic[void_mask] = ignore * divisor
+    return panoptic
+
+
+def read_depth(
+    record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The depth map of a frame record: ``float32`` (H, W) in meters, 0 = no depth."""
+    path = record["depth_file_name"]
+    raw = read_png(path, "a 16-bit depth PNG")
+    if raw.ndim != 2:
+        raise ValueError(f"{path}: has {raw.shape[2]} channels; expected 1 (depth).")
+    _check_size(path, raw, size)
+    return raw.astype(np.float32) / np.float32(meta["depth_scale"])

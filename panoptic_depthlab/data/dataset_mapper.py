@@ -1,0 +1,171 @@
+"""The DVPS frame-pair dataset mapper."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+
+from .annotations import read_depth, read_panoptic, read_png
+from .target_generator import DVPSTargetGenerator
+from .transforms import build_dvps_augmentations
+
+__all__ = ["DVPSDatasetMapper"]
+
+logger = logging.getLogger(__name__)
+
+# Metadata values the mapper depends on; datasets mixed in one mapper must agree on them.
+_SHARED_METADATA = ("dataset_format", "label_divisor", "ignore_label", "depth_scale")
+
+
+class DVPSDatasetMapper:
+    """Map a DVPS frame record (see :mod:`panoptic_depthlab.data.datasets.dvps`) to model inputs.
+
+    Training (``is_train=True``): frame t and frame t+1 are read, one augmentation sample
+    is applied to both images, both panoptic maps and the depth map, and the result holds, at
+    the crop's resolution:
+
+    * ``image``, ``next_image``: uint8 (3, H, W) in ``INPUT.FORMAT`` channel order;
+    * frame t's targets ``sem_seg``, ``sem_seg_weights``, ``center``, ``center_weights``,
+      ``offset``, ``offset_weights`` (Detectron2's Panoptic-DeepLab shapes, see
+      :class:`DVPSTargetGenerator`), frame t+1's ``next_offset`` and ``next_offset_weights``;
+    * ``depth``: float32 (1, H, W) meters of frame t, 0 = no depth; ``depth_valid``: bool
+      (1, H, W), ``depth > 0`` (all False when the crop has no depth).
+
+    A record without a next frame (the last of its sequence) is an error in training; use
+    :class:`FramePairTrainingSampler` (as :func:`build_dvps_train_loader` does) to skip them.
+
+    Evaluation (``is_train=False``): no augmentation, original resolution; ``image`` and
+    ``next_image`` only, and ``is_last_frame``: True when the record is the last frame of its
+    sequence, whose ``next_image`` is then the frame itself.
+
+    The record's own keys (file names, ids, ``height``/``width``) are kept in the output.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: list[T.Augmentation | T.Transform],
+        image_format: str,
+        metadata: Mapping[str, Any],
+        target_generator: DVPSTargetGenerator,
+    ):
+        """
+        Args:
+            is_train: training (frame pairs, augmentation, targets) or evaluation mode.
+            augmentations: applied to frame t, replayed on everything else (training only).
+            image_format: "RGB" or "BGR", the channel order of the output images.
+            metadata: the dataset's metadata (``dvps_metadata(...)`` or MetadataCatalog's).
+            target_generator: computes the panoptic and next-frame targets.
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT={image_format!r}: expected 'RGB' or 'BGR'.")
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.metadata = dict(metadata)
+        self.target_generator = target_generator
+        mode = "training" if is_train else "inference"
+        logger.info(f"[DVPSDatasetMapper] Augmentations used in {mode}: {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict[str, Any]:
+        names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
+        if not names:
+            key = "DATASETS.TRAIN" if is_train else "DATASETS.TEST"
+            raise ValueError(f"{key} is empty; DVPSDatasetMapper needs a registered DVPS dataset.")
+        metas = {name: MetadataCatalog.get(name).as_dict() for name in names}
+        meta = metas[names[0]]
+        for name, other in metas.items():
+            for key in _SHARED_METADATA:
+                if other.get(key) != meta.get(key):
+                    raise ValueError(
+                        f"Datasets {names[0]} and {name} differ in metadata {key!r} "
+                        f"({meta.get(key)!r} vs {other.get(key)!r}); one mapper serves one format."
+                    )
+        seg_pad = meta["ignore_label"] * meta["label_divisor"]
+        return {
+            "is_train": is_train,
+            "augmentations": build_dvps_augmentations(cfg, seg_pad) if is_train else [],
+            "image_format": cfg.INPUT.FORMAT,
+            "metadata": meta,
+            "target_generator": DVPSTargetGenerator(
+                thing_ids=meta["thing_ids"],
+                ignore_label=meta["ignore_label"],
+                label_divisor=meta["label_divisor"],
+                sigma=cfg.INPUT.GAUSSIAN_SIGMA,
+                small_instance_area=cfg.INPUT.SMALL_INSTANCE_AREA,
+                small_instance_weight=cfg.INPUT.SMALL_INSTANCE_WEIGHT,
+            ),
+        }
+
+    def _read_image(self, path: str) -> np.ndarray:
+        """(H, W, 3) uint8 in ``image_format`` order."""
+        image = read_png(path, "an 8-bit RGB image")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"{path}: image of shape {image.shape} and dtype {image.dtype}; expected an "
+                "8-bit, 3-channel image."
+            )
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.image_format == "RGB" else image
+
+    def _read_next_image(self, record: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray:
+        path = record["next_frame"]["file_name"]
+        image = self._read_image(path)
+        if image.shape[:2] != size:
+            raise ValueError(
+                f"{path}: size (H, W) = {image.shape[:2]} differs from the previous frame "
+                f"{record['file_name']}, (H, W) = {size}; frames of a sequence must match."
+            )
+        return image
+
+    def __call__(self, dataset_dict: dict[str, Any]) -> dict[str, Any]:
+        record = copy.copy(dataset_dict)
+        image = self._read_image(record["file_name"])
+        size = image.shape[:2]
+        nxt = record.get("next_frame")
+        if not self.is_train:
+            record["is_last_frame"] = nxt is None
+            next_image = image if nxt is None else self._read_next_image(record, size)
+            record["image"], record["next_image"] = _to_tensor(image), _to_tensor(next_image)
+            return record
+
+        if nxt is None:
+            raise ValueError(
+                f"{record['file_name']}: the last frame of sequence {record['sequence_id']} has "
+                "no next frame, so it cannot start a training pair; sample training frames with "
+                "FramePairTrainingSampler (build_dvps_train_loader does)."
+            )
+        next_image = self._read_next_image(record, size)
+        panoptic = read_panoptic(record, self.metadata, size)
+        next_panoptic = read_panoptic(nxt, self.metadata, size)
+        depth = read_depth(record, self.metadata, size)
+
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        record["image"] = _to_tensor(aug_input.image)
+        record["next_image"] = _to_tensor(transforms.apply_image(next_image))
+        record.update(
+            self.target_generator(
+                transforms.apply_segmentation(panoptic),
+                transforms.apply_segmentation(next_panoptic),
+            )
+        )
+        depth = torch.from_numpy(np.ascontiguousarray(transforms.apply_depth(depth)))[None]
+        record["depth"], record["depth_valid"] = depth, depth > 0
+        return record
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, C) array -> (C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
