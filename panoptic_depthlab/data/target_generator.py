@@ -50,7 +50,8 @@ class DVPSTargetGenerator:
       ignore, ``small_instance_weight`` on non-crowd thing instances with fewer than
       ``small_instance_area`` pixels, else 1.
     * ``center``: for each non-crowd thing instance, a Gaussian (std ``sigma``, peak 1, window
-      ``6 * sigma + 3``) at the rounded mean (y, x) of its pixels; overlaps merge by max.
+      ``6 * sigma + 3``) at the mean (y, x) of its pixels, rounded half to even as NumPy does;
+      overlaps merge by max.
       ``center_weights``: 1 on labelled non-crowd pixels (stuff included).
     * ``offset``: the instance's (rounded) center minus the pixel position, on non-crowd thing
       pixels (0 elsewhere); ``offset_weights`` marks those pixels.
