@@ -40,6 +40,9 @@ class DVPSDatasetMapper:
     * ``depth``: float32 (1, H, W) meters of frame t, 0 = no depth; ``depth_valid``: bool
       (1, H, W), ``depth > 0`` (all False when the crop has no depth).
 
+    Unlabelled pixels (Cityscapes-DVPS void, SemKITTI-DVPS 255, padding) get
+    ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE`` in ``sem_seg``.
+
     A record without a next frame (the last of its sequence) is an error in training; use
     :class:`FramePairTrainingSampler` (as :func:`build_dvps_train_loader` does) to skip them.
 
@@ -93,7 +96,15 @@ class DVPSDatasetMapper:
                         f"Datasets {names[0]} and {name} differ in metadata {key!r} "
                         f"({meta.get(key)!r} vs {other.get(key)!r}); one mapper serves one format."
                     )
-        seg_pad = meta["ignore_label"] * meta["label_divisor"]
+        # Unlabelled pixels get the semantic head's ignore value, whatever the dataset's default.
+        ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+        if ignore < meta["num_classes"]:
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE={ignore} is a class id of {names[0]} "
+                f"(0..{meta['num_classes'] - 1}); expected a value >= {meta['num_classes']}."
+            )
+        meta = {**meta, "ignore_label": ignore}
+        seg_pad = ignore * meta["label_divisor"]
         return {
             "is_train": is_train,
             "augmentations": build_dvps_augmentations(cfg, seg_pad) if is_train else [],

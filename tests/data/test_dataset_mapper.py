@@ -291,3 +291,19 @@ def test_mixed_formats_in_one_mapper_are_rejected(dvps_roots):
     cfg.DATASETS.TRAIN = ("test_mix_cs", "test_mix_sk")
     with pytest.raises(ValueError, match="differ in metadata 'dataset_format'"):
         DVPSDatasetMapper(cfg, is_train=True)
+
+
+def test_unlabelled_pixels_get_the_configured_ignore_value(dvps_roots):
+    name = "test_ignore_value_semkitti"
+    register_dvps_dataset(name, str(dvps_roots[SEMKITTI]), "train", SEMKITTI)
+    cfg = _cfg(name)
+    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 254
+    cfg.INPUT.MIN_SCALE = cfg.INPUT.MAX_SCALE = 1.0
+    cfg.INPUT.CROP.SIZE = (80, 128)  # larger than the 64x128 frames: padding too
+    out = DVPSDatasetMapper(cfg, is_train=True)(DatasetCatalog.get(name)[0])
+    sem = out["sem_seg"]
+    assert set(sem.unique().tolist()) - set(range(19)) == {254}
+    assert (sem[64:] == 254).all() and (out["sem_seg_weights"][sem == 254] == 0).all()
+    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 18
+    with pytest.raises(ValueError, match="IGNORE_VALUE=18 is a class id"):
+        DVPSDatasetMapper(cfg, is_train=True)
