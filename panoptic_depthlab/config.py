@@ -7,6 +7,7 @@ YAML file. It includes Detectron2's Panoptic-DeepLab keys (``add_panoptic_deepla
 from __future__ import annotations
 
 from detectron2.config import CfgNode
+from detectron2.config import CfgNode as CN
 from detectron2.projects.panoptic_deeplab import add_panoptic_deeplab_config
 
 __all__ = ["add_panoptic_depthlab_config"]
@@ -22,6 +23,33 @@ def add_panoptic_depthlab_config(cfg: CfgNode) -> None:
     cfg.INPUT.MAX_SCALE = 2.0
     cfg.INPUT.SCALE_STEP = 0.1
     cfg.INPUT.CROP.ENABLED = True
+    cfg.INPUT.CROP.TYPE = "absolute"
     cfg.INPUT.CROP.SIZE = (512, 1024)
     # Center heatmap std in pixels (ViP-DeepLab; Detectron2's Panoptic-DeepLab uses 10).
     cfg.INPUT.GAUSSIAN_SIGMA = 8
+
+    # PanopticDepthLab meta-architecture.
+    cfg.MODEL.PANOPTIC_DEPTHLAB = CN()
+    # Next-frame instance branch (ViP-DeepLab); False gives the single-frame model.
+    cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME = CN()
+    cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED = True
+    cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.LOSS_WEIGHT = 0.01
+    # Learned uncertainty weighting of the task losses (one log-variance per task).
+    cfg.MODEL.PANOPTIC_DEPTHLAB.UNCERTAINTY_WEIGHTING = False
+
+    # Depth branch. Its ASPP and decoder take their sizes from MODEL.INS_EMBED_HEAD.
+    cfg.MODEL.DEPTH_HEAD = CN()
+    # "DepthHead": own ASPP + decoder; "SemanticDecoderDepthHead": a light head on the
+    # semantic decoder's features (as in ViP-DeepLab).
+    cfg.MODEL.DEPTH_HEAD.NAME = "DepthHead"
+    cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS = 32
+    # Output range in meters: MIN_DEPTH + sigmoid(x) * (MAX_DEPTH - MIN_DEPTH).
+    cfg.MODEL.DEPTH_HEAD.MIN_DEPTH = 0.0
+    cfg.MODEL.DEPTH_HEAD.MAX_DEPTH = 88.0
+    # "silog_rel" (ViP-DeepLab) or "l1" (Panoptic-DepthLab).
+    cfg.MODEL.DEPTH_HEAD.LOSS_TYPE = "silog_rel"
+    cfg.MODEL.DEPTH_HEAD.LOSS_WEIGHT = 0.1
+    # MonoDVPS panoptic-guided losses on mean-normalized inverse depth (0 = off).
+    cfg.MODEL.DEPTH_HEAD.SMOOTHNESS_WEIGHT = 0.0
+    cfg.MODEL.DEPTH_HEAD.EDGE_WEIGHT = 0.0
+    cfg.MODEL.DEPTH_HEAD.IMAGE_SMOOTHNESS_WEIGHT = 0.0

@@ -60,3 +60,44 @@ def write_cityscapes_dvps_frame(
     cv2.imwrite(f"{prefix}_leftImg8bit.png", image[..., ::-1])
     cv2.imwrite(f"{prefix}_gtFine_instanceTrainIds.png", panoptic.astype(np.uint16))
     cv2.imwrite(f"{prefix}_depth.png", np.round(depth_m * 256).astype(np.uint16))
+
+
+def small_model_cfg(dataset_name: str, crop: tuple[int, int] = (64, 128)):
+    """A PanopticDepthLab config small enough for CPU tests: ResNet-18, narrow BN heads."""
+    from detectron2.config import get_cfg
+
+    from panoptic_depthlab.config import add_panoptic_depthlab_config
+
+    cfg = get_cfg()
+    add_panoptic_depthlab_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "PanopticDepthLab"
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.280, 103.530]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.120, 57.375]
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.INPUT.CROP.SIZE = crop
+    cfg.DATASETS.TRAIN = (dataset_name,)
+    cfg.DATASETS.TEST = (dataset_name,)
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res5"]
+    cfg.MODEL.RESNETS.NORM = "BN"
+    for head in (cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.INS_EMBED_HEAD):
+        head.IN_FEATURES = ["res2", "res3", "res5"]
+        head.PROJECT_FEATURES = ["res2", "res3"]
+        head.PROJECT_CHANNELS = [16, 16]
+        head.ASPP_CHANNELS = 32
+        head.ASPP_DILATIONS = [1, 2, 3]
+        head.ASPP_DROPOUT = 0.0
+        head.CONVS_DIM = 32
+        head.COMMON_STRIDE = 4
+        head.NORM = "BN"
+    cfg.MODEL.SEM_SEG_HEAD.NAME = "PanopticDeepLabSemSegHead"
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 19
+    cfg.MODEL.SEM_SEG_HEAD.HEAD_CHANNELS = 32
+    cfg.MODEL.INS_EMBED_HEAD.HEAD_CHANNELS = 16
+    cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS = 16
+    cfg.MODEL.PANOPTIC_DEEPLAB.STUFF_AREA = 0
+    return cfg

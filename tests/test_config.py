@@ -10,6 +10,7 @@ def test_defaults():
     add_panoptic_depthlab_config(cfg)
     assert (cfg.INPUT.MIN_SCALE, cfg.INPUT.MAX_SCALE, cfg.INPUT.SCALE_STEP) == (0.5, 2.0, 0.1)
     assert cfg.INPUT.CROP.ENABLED and tuple(cfg.INPUT.CROP.SIZE) == (512, 1024)
+    assert cfg.INPUT.CROP.TYPE == "absolute"
     assert cfg.INPUT.GAUSSIAN_SIGMA == 8
     assert (cfg.INPUT.SMALL_INSTANCE_AREA, cfg.INPUT.SMALL_INSTANCE_WEIGHT) == (4096, 3)
     assert cfg.INPUT.RANDOM_FLIP == "horizontal"

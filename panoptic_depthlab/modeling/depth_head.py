@@ -1,0 +1,164 @@
+"""Depth branch: heads in ``DEPTH_HEAD_REGISTRY`` that predict metric depth per pixel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.projects.deeplab import DeepLabV3PlusHead
+from detectron2.utils.registry import Registry
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import conv_head
+
+__all__ = [
+    "DEPTH_HEAD_REGISTRY",
+    "DepthHead",
+    "DepthPredictor",
+    "SemanticDecoderDepthHead",
+    "build_depth_head",
+]
+
+DEPTH_HEAD_REGISTRY = Registry("DEPTH_HEAD")
+DEPTH_HEAD_REGISTRY.__doc__ = """
+Registry for depth heads. A depth head is called as ``head(features, semantic_features)`` with
+the backbone features and the semantic decoder's output, and returns depth in meters,
+(N, 1, H, W) at the input resolution.
+"""
+
+
+def build_depth_head(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> nn.Module:
+    """Build the depth head named by ``MODEL.DEPTH_HEAD.NAME``."""
+    name = cfg.MODEL.DEPTH_HEAD.NAME
+    if name not in DEPTH_HEAD_REGISTRY:
+        known = sorted(k for k, _ in DEPTH_HEAD_REGISTRY)
+        raise KeyError(f"MODEL.DEPTH_HEAD.NAME={name!r} is not a registered depth head: {known}.")
+    return DEPTH_HEAD_REGISTRY.get(name)(cfg, input_shape)
+
+
+class DepthPredictor(nn.Module):
+    """Two 3x3 conv layers (:func:`conv_head`), a 1x1 predictor, then
+    ``min + sigmoid(x) * (max - min)`` meters."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        head_channels: int,
+        norm: str | Callable,
+        min_depth: float,
+        max_depth: float,
+    ):
+        super().__init__()
+        if not 0 <= min_depth < max_depth:
+            raise ValueError(
+                f"MODEL.DEPTH_HEAD.MIN_DEPTH={min_depth}, MAX_DEPTH={max_depth}: expected "
+                "0 <= MIN_DEPTH < MAX_DEPTH (meters)."
+            )
+        self.head = conv_head(in_channels, head_channels, norm)
+        self.predictor = Conv2d(head_channels, 1, kernel_size=1)
+        nn.init.normal_(self.predictor.weight, 0, 0.001)
+        nn.init.constant_(self.predictor.bias, 0)
+        self.min_depth, self.max_depth = min_depth, max_depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) features -> (N, 1, h, w) depth in meters."""
+        y = self.predictor(self.head(x))
+        return self.min_depth + torch.sigmoid(y) * (self.max_depth - self.min_depth)
+
+
+def _upsample(depth: torch.Tensor, stride: int) -> torch.Tensor:
+    return F.interpolate(depth, scale_factor=stride, mode="bilinear", align_corners=False)
+
+
+@DEPTH_HEAD_REGISTRY.register()
+class DepthHead(DeepLabV3PlusHead):
+    """Depth from its own ASPP and DeepLabV3+ decoder (the design and sizes of the instance
+    branch, ``MODEL.INS_EMBED_HEAD``, with separate weights)."""
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: dict[str, ShapeSpec],
+        *,
+        decoder_channels: list[int],
+        norm: str | Callable,
+        head_channels: int,
+        min_depth: float,
+        max_depth: float,
+        **kwargs,
+    ):
+        super().__init__(input_shape, decoder_channels=decoder_channels, norm=norm, **kwargs)
+        self.depth_predictor = DepthPredictor(
+            decoder_channels[0], head_channels, norm, min_depth, max_depth
+        )
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
+        ins = cfg.MODEL.INS_EMBED_HEAD
+        train_size = cfg.INPUT.CROP.SIZE if cfg.INPUT.CROP.ENABLED else None
+        return {
+            "input_shape": {k: v for k, v in input_shape.items() if k in ins.IN_FEATURES},
+            "project_channels": ins.PROJECT_CHANNELS,
+            "aspp_dilations": ins.ASPP_DILATIONS,
+            "aspp_dropout": ins.ASPP_DROPOUT,
+            "decoder_channels": [ins.CONVS_DIM] * (len(ins.IN_FEATURES) - 1) + [ins.ASPP_CHANNELS],
+            "common_stride": ins.COMMON_STRIDE,
+            "norm": ins.NORM,
+            "train_size": train_size,
+            "use_depthwise_separable_conv": cfg.MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV,
+            "head_channels": cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS,
+            "min_depth": cfg.MODEL.DEPTH_HEAD.MIN_DEPTH,
+            "max_depth": cfg.MODEL.DEPTH_HEAD.MAX_DEPTH,
+        }
+
+    def forward(
+        self, features: dict[str, torch.Tensor], semantic_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Depth (N, 1, H, W) in meters at the input resolution."""
+        del semantic_features  # this head has its own decoder
+        decoded = super().layers(features)
+        return _upsample(self.depth_predictor(decoded), self.common_stride)
+
+
+@DEPTH_HEAD_REGISTRY.register()
+class SemanticDecoderDepthHead(nn.Module):
+    """The light variant: a depth predictor on the semantic decoder's output features."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        common_stride: int,
+        norm: str | Callable,
+        head_channels: int,
+        min_depth: float,
+        max_depth: float,
+    ):
+        super().__init__()
+        self.common_stride = common_stride
+        self.depth_predictor = DepthPredictor(
+            in_channels, head_channels, norm, min_depth, max_depth
+        )
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
+        del input_shape  # reads the semantic decoder, not the backbone
+        return {
+            "in_channels": cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM,
+            "common_stride": cfg.MODEL.SEM_SEG_HEAD.COMMON_STRIDE,
+            "norm": cfg.MODEL.SEM_SEG_HEAD.NORM,
+            "head_channels": cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS,
+            "min_depth": cfg.MODEL.DEPTH_HEAD.MIN_DEPTH,
+            "max_depth": cfg.MODEL.DEPTH_HEAD.MAX_DEPTH,
+        }
+
+    def forward(
+        self, features: dict[str, torch.Tensor], semantic_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Depth (N, 1, H, W) in meters at the input resolution."""
+        del features
+        return _upsample(self.depth_predictor(semantic_features), self.common_stride)

@@ -1,0 +1,223 @@
+"""The PanopticDepthLab meta-architecture: Panoptic-DeepLab + depth + next-frame instances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.projects.deeplab import DeepLabV3PlusHead
+from detectron2.projects.panoptic_deeplab import PanopticDeepLab
+from detectron2.structures import ImageList
+from torch.nn import functional as F
+
+from .depth_head import build_depth_head
+from .losses import (
+    UncertaintyWeighting,
+    image_smoothness_loss,
+    l1_depth_loss,
+    panoptic_edge_loss,
+    panoptic_smoothness_loss,
+    silog_rel_loss,
+)
+from .next_frame_head import NextFrameHead
+from .post_processing import panoptic_depth_inference
+
+__all__ = ["PanopticDepthLab"]
+
+_DEPTH_LOSSES = {"silog_rel": silog_rel_loss, "l1": l1_depth_loss}
+
+
+@META_ARCH_REGISTRY.register()
+class PanopticDepthLab(PanopticDeepLab):
+    """Panoptic-DeepLab with a depth branch and ViP-DeepLab's next-frame instance branch.
+
+    Keeps Detectron2's attribute names (``backbone``, ``sem_seg_head``, ``ins_embed_head``), so
+    model-zoo Panoptic-DeepLab checkpoints load into it; adds ``depth_head``,
+    ``next_frame_head`` (None when ``MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED`` is False) and
+    ``uncertainty`` (None unless ``MODEL.PANOPTIC_DEPTHLAB.UNCERTAINTY_WEIGHTING``).
+
+    Training input: the dicts of :class:`~panoptic_depthlab.data.DVPSDatasetMapper`. The backbone
+    runs once per frame (frames t and t+1 in one batch); the semantic, instance and depth
+    branches read frame t, the next-frame branch both. Returns one loss per term:
+    ``loss_sem_seg``, ``loss_center``, ``loss_offset``, ``loss_depth``, ``loss_next_offset``
+    and, when their weights are > 0, ``loss_depth_smoothness``, ``loss_depth_edge``,
+    ``loss_depth_image_smoothness``.
+
+    Inference input: dicts with ``image`` (and optionally ``height``, ``width``). Returns per
+    image ``sem_seg`` (C, H, W) logits, ``depth`` (H, W) meters, and ``panoptic_seg`` as
+    ``(ids (H, W) int64, segments_info)``; every segment has ``id``, ``category_id``,
+    ``isthing``, ``area``, ``depth_mean``, ``depth_median`` and ``depth_valid_pixels``.
+
+    The ASPP image pooling is a global average at every input size: Detectron2 sizes it from
+    the training crop, which equals a global average on the crop but breaks on other sizes.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        head_cfg = cfg.clone()
+        head_cfg.defrost()
+        head_cfg.INPUT.CROP.ENABLED = False  # Detectron2's heads then pool globally
+        super().__init__(head_cfg)
+        shape = self.backbone.output_shape()
+        self.depth_head = build_depth_head(head_cfg, shape)
+        enabled = cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED
+        self.next_frame_head = NextFrameHead(head_cfg, shape) if enabled else None
+
+        depth = cfg.MODEL.DEPTH_HEAD
+        if depth.LOSS_TYPE not in _DEPTH_LOSSES:
+            raise ValueError(
+                f"MODEL.DEPTH_HEAD.LOSS_TYPE={depth.LOSS_TYPE!r}: expected one of "
+                f"{sorted(_DEPTH_LOSSES)}."
+            )
+        self.depth_loss = _DEPTH_LOSSES[depth.LOSS_TYPE]
+        self.depth_loss_weight = depth.LOSS_WEIGHT
+        self.guided_loss_weights = {
+            "loss_depth_smoothness": depth.SMOOTHNESS_WEIGHT,
+            "loss_depth_edge": depth.EDGE_WEIGHT,
+            "loss_depth_image_smoothness": depth.IMAGE_SMOOTHNESS_WEIGHT,
+        }
+        self.ignore_value = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+        tasks = ["loss_sem_seg", "loss_center", "loss_offset", "loss_depth"]
+        if enabled:
+            tasks.append("loss_next_offset")
+        weighting = cfg.MODEL.PANOPTIC_DEPTHLAB.UNCERTAINTY_WEIGHTING
+        self.uncertainty = UncertaintyWeighting(tasks) if weighting else None
+
+    def _size_divisibility(self) -> int:
+        return (
+            self.size_divisibility
+            if self.size_divisibility > 0
+            else (self.backbone.size_divisibility)
+        )
+
+    def _images(self, batched_inputs: list[dict[str, Any]], key: str) -> ImageList:
+        images = [
+            (x[key].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
+        return ImageList.from_tensors(images, self._size_divisibility())
+
+    def _targets(
+        self, batched_inputs: list[dict[str, Any]], key: str, pad_value: float = 0
+    ) -> torch.Tensor:
+        """Batch one target of every input, padded like the images."""
+        tensors = [x[key].to(self.device) for x in batched_inputs]
+        return ImageList.from_tensors(tensors, self._size_divisibility(), pad_value).tensor
+
+    def _semantic(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decoder features, logits), both at the head's stride."""
+        head = self.sem_seg_head
+        decoded = DeepLabV3PlusHead.layers(head, features)
+        return decoded, head.predictor(head.head(decoded))
+
+    def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
+        images = self._images(batched_inputs, "image")
+        if self.training and self.next_frame_head is not None:
+            n = len(batched_inputs)
+            pair = torch.cat([images.tensor, self._images(batched_inputs, "next_image").tensor])
+            both = self.backbone(pair)
+            features = {k: v[:n] for k, v in both.items()}
+            next_features = {k: v[n:] for k, v in both.items()}
+        else:
+            features, next_features = self.backbone(images.tensor), None
+        decoded, sem_logits = self._semantic(features)
+        depth = self.depth_head(features, decoded)
+        if self.training:
+            return self._losses(batched_inputs, images, features, next_features, sem_logits, depth)
+        center, offset, _, _ = self.ins_embed_head(features)
+        sem_logits = F.interpolate(
+            sem_logits, scale_factor=self.sem_seg_head.common_stride, mode="bilinear",
+            align_corners=False,
+        )  # fmt: skip
+        return [
+            self._postprocess(x, size, sem_logits[i], center[i], offset[i], depth[i])
+            for i, (x, size) in enumerate(zip(batched_inputs, images.image_sizes, strict=True))
+        ]
+
+    def _losses(
+        self,
+        batched_inputs: list[dict[str, Any]],
+        images: ImageList,
+        features: dict[str, torch.Tensor],
+        next_features: dict[str, torch.Tensor] | None,
+        sem_logits: torch.Tensor,
+        depth: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        sem_seg = self._targets(batched_inputs, "sem_seg", self.ignore_value)
+        losses = dict(
+            self.sem_seg_head.losses(
+                sem_logits, sem_seg, self._targets(batched_inputs, "sem_seg_weights")
+            )
+        )
+        offset = self._targets(batched_inputs, "offset")
+        offset_weights = self._targets(batched_inputs, "offset_weights")
+        _, _, center_losses, offset_losses = self.ins_embed_head(
+            features,
+            self._targets(batched_inputs, "center").unsqueeze(1),
+            self._targets(batched_inputs, "center_weights"),
+            offset,
+            offset_weights,
+        )
+        losses.update(center_losses)
+        losses.update(offset_losses)
+        gt_depth = self._targets(batched_inputs, "depth")
+        valid = self._targets(batched_inputs, "depth_valid")
+        losses["loss_depth"] = self.depth_loss(depth, gt_depth, valid) * self.depth_loss_weight
+        guided = {
+            "loss_depth_smoothness": lambda: panoptic_smoothness_loss(
+                depth, sem_seg, offset, offset_weights, self.ignore_value
+            ),
+            "loss_depth_edge": lambda: panoptic_edge_loss(
+                depth, sem_seg, offset, offset_weights, self.ignore_value
+            ),
+            "loss_depth_image_smoothness": lambda: image_smoothness_loss(
+                depth, self._targets(batched_inputs, "image").float()
+            ),
+        }
+        for name, weight in self.guided_loss_weights.items():
+            if weight > 0:
+                losses[name] = guided[name]() * weight
+        if self.next_frame_head is not None:
+            next_offset = self.next_frame_head(features, next_features)
+            losses.update(
+                self.next_frame_head.losses(
+                    next_offset,
+                    self._targets(batched_inputs, "next_offset"),
+                    self._targets(batched_inputs, "next_offset_weights"),
+                )
+            )
+        return self.uncertainty(losses) if self.uncertainty is not None else losses
+
+    def _postprocess(
+        self,
+        inputs: dict[str, Any],
+        image_size: tuple[int, int],
+        sem_logits: torch.Tensor,
+        center: torch.Tensor,
+        offset: torch.Tensor,
+        depth: torch.Tensor,
+    ) -> dict[str, Any]:
+        """Outputs of one image at its requested size (``height``, ``width``; default: input)."""
+        height = inputs.get("height", image_size[0])
+        width = inputs.get("width", image_size[1])
+        r = sem_seg_postprocess(sem_logits, image_size, height, width)
+        c = sem_seg_postprocess(center, image_size, height, width)
+        # offsets are in input pixels: rescale them with the image
+        scale = offset.new_tensor([height / image_size[0], width / image_size[1]]).view(2, 1, 1)
+        o = sem_seg_postprocess(offset, image_size, height, width) * scale
+        d = sem_seg_postprocess(depth, image_size, height, width)[0]
+        panoptic, segments_info = panoptic_depth_inference(
+            r.argmax(dim=0, keepdim=True),
+            c,
+            o,
+            d,
+            thing_ids=self.meta.thing_dataset_id_to_contiguous_id.values(),
+            label_divisor=self.meta.label_divisor,
+            stuff_area=self.stuff_area,
+            void_label=-1,
+            threshold=self.threshold,
+            nms_kernel=self.nms_kernel,
+            top_k=self.top_k,
+        )
+        return {"sem_seg": r, "depth": d, "panoptic_seg": (panoptic, segments_info)}
