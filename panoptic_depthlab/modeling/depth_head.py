@@ -12,7 +12,7 @@ from detectron2.utils.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import conv_head
+from .layers import conv_head, instance_branch_decoder_args
 
 __all__ = [
     "DEPTH_HEAD_REGISTRY",
@@ -97,18 +97,8 @@ class DepthHead(DeepLabV3PlusHead):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
-        ins = cfg.MODEL.INS_EMBED_HEAD
-        train_size = cfg.INPUT.CROP.SIZE if cfg.INPUT.CROP.ENABLED else None
         return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in ins.IN_FEATURES},
-            "project_channels": ins.PROJECT_CHANNELS,
-            "aspp_dilations": ins.ASPP_DILATIONS,
-            "aspp_dropout": ins.ASPP_DROPOUT,
-            "decoder_channels": [ins.CONVS_DIM] * (len(ins.IN_FEATURES) - 1) + [ins.ASPP_CHANNELS],
-            "common_stride": ins.COMMON_STRIDE,
-            "norm": ins.NORM,
-            "train_size": train_size,
-            "use_depthwise_separable_conv": cfg.MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV,
+            **instance_branch_decoder_args(cfg, input_shape),
             "head_channels": cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS,
             "min_depth": cfg.MODEL.DEPTH_HEAD.MIN_DEPTH,
             "max_depth": cfg.MODEL.DEPTH_HEAD.MAX_DEPTH,

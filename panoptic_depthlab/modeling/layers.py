@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import fvcore.nn.weight_init as weight_init
-from detectron2.layers import Conv2d, get_norm
+from detectron2.config import CfgNode
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["conv_head"]
+__all__ = ["conv_head", "instance_branch_decoder_args"]
 
 
 def conv_head(in_channels: int, out_channels: int, norm: str | Callable) -> nn.Sequential:
@@ -31,3 +33,23 @@ def conv_head(in_channels: int, out_channels: int, norm: str | Callable) -> nn.S
     for layer in layers:
         weight_init.c2_xavier_fill(layer)
     return nn.Sequential(*layers)
+
+
+def instance_branch_decoder_args(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+    """``DeepLabV3PlusHead`` arguments for a decoder shaped like the instance branch.
+
+    Sizes come from ``MODEL.INS_EMBED_HEAD``; the ASPP image pooling is global
+    (``train_size=None``), which equals a crop-sized window in training and works at any size.
+    """
+    ins = cfg.MODEL.INS_EMBED_HEAD
+    return {
+        "input_shape": {k: v for k, v in input_shape.items() if k in ins.IN_FEATURES},
+        "project_channels": ins.PROJECT_CHANNELS,
+        "aspp_dilations": ins.ASPP_DILATIONS,
+        "aspp_dropout": ins.ASPP_DROPOUT,
+        "decoder_channels": [ins.CONVS_DIM] * (len(ins.IN_FEATURES) - 1) + [ins.ASPP_CHANNELS],
+        "common_stride": ins.COMMON_STRIDE,
+        "norm": ins.NORM,
+        "train_size": None,
+        "use_depthwise_separable_conv": cfg.MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV,
+    }

@@ -11,7 +11,7 @@ from detectron2.projects.deeplab import DeepLabV3PlusHead
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import conv_head
+from .layers import conv_head, instance_branch_decoder_args
 
 __all__ = ["NextFrameHead"]
 
@@ -50,19 +50,9 @@ class NextFrameHead(DeepLabV3PlusHead):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
-        ins = cfg.MODEL.INS_EMBED_HEAD
-        train_size = cfg.INPUT.CROP.SIZE if cfg.INPUT.CROP.ENABLED else None
         return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in ins.IN_FEATURES},
-            "project_channels": ins.PROJECT_CHANNELS,
-            "aspp_dilations": ins.ASPP_DILATIONS,
-            "aspp_dropout": ins.ASPP_DROPOUT,
-            "decoder_channels": [ins.CONVS_DIM] * (len(ins.IN_FEATURES) - 1) + [ins.ASPP_CHANNELS],
-            "common_stride": ins.COMMON_STRIDE,
-            "norm": ins.NORM,
-            "train_size": train_size,
-            "use_depthwise_separable_conv": cfg.MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV,
-            "head_channels": ins.HEAD_CHANNELS,
+            **instance_branch_decoder_args(cfg, input_shape),
+            "head_channels": cfg.MODEL.INS_EMBED_HEAD.HEAD_CHANNELS,
             "loss_weight": cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.LOSS_WEIGHT,
         }
 
