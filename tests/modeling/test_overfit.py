@@ -14,10 +14,11 @@ from tests.conftest import small_model_cfg
 
 FORMAT = "cityscapes_dvps"
 HEIGHT, WIDTH, ITERATIONS = 128, 256, 200
-# Issue #4 asks for PQ > 90 after 200 iterations. At 128x256 this small model reaches about 73:
-# thin or tiny classes of the synthetic scene (traffic light, rider, bicycle) stay at PQ 0 while
-# the rest is near 100. The bound below guards what is reached; the target stays open.
-MIN_PQ = 65
+# Issue #4 asks for PQ > 90 after 200 iterations. At 128x256 this small model reaches about 80
+# (79 at 160x320): the thinnest classes of the synthetic scene stay low (bicycles, drawn as
+# one-pixel frames and wheels, score 0; traffic lights and riders 0.3 to 0.6) while most classes
+# score 0.85 to 1. The bound below guards what is reached; the target stays open.
+MIN_PQ = 70
 
 
 def panoptic_quality(pred: np.ndarray, gt: np.ndarray, void: int, divisor: int) -> float:
@@ -48,13 +49,17 @@ def test_small_model_overfits_one_pair(tmp_path):
     cfg.INPUT.MIN_SCALE = cfg.INPUT.MAX_SCALE = 1.0  # the pair itself, no augmentation
     cfg.INPUT.CROP.ENABLED = False
     cfg.INPUT.RANDOM_FLIP = "none"
+    # Centers scaled to the small image: Cityscapes' sigma 8 and NMS window 7 merge the centers
+    # of a rider and its bicycle at 128x256.
+    cfg.INPUT.GAUSSIAN_SIGMA = 3
+    cfg.MODEL.PANOPTIC_DEEPLAB.NMS_KERNEL = 3
     record = next(r for r in DatasetCatalog.get("test_overfit") if r["sequence_id"] == 1)
     sample = DVPSDatasetMapper(cfg, is_train=True)(record)
 
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     totals = []
     for _ in range(ITERATIONS):
         total = sum(model([sample]).values())
