@@ -16,8 +16,9 @@ demo: setup
 	$(PY) tools/make_synthetic_dvps.py --format cityscapes_dvps --out $(DEMO_DATA) --split val --sequences 4 --frames 6 --height 256 --width 512 --seed 1
 	@echo ""
 	@echo "Synthetic Cityscapes-DVPS is in $(DEMO_DATA)/video_sequence/{train,val}."
-	@echo "Not in the demo yet: the frame-pair mapper (#3), the model (#4), DVPQ/DSTQ evaluation (#5),"
-	@echo "video inference and pictures (#6), training with before/after numbers (#7)."
+	@echo "The frame-pair mapper and the PanopticDepthLab model are in the package (see README)."
+	@echo "Not in the demo yet: DVPQ/DSTQ evaluation (#5), video inference and pictures (#6),"
+	@echo "training with before/after numbers (#7)."
 
 lint: setup
 	$(PY) -m ruff check .

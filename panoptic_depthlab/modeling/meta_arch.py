@@ -50,6 +50,7 @@ class PanopticDepthLab(PanopticDeepLab):
     image ``sem_seg`` (C, H, W) logits, ``depth`` (H, W) meters, and ``panoptic_seg`` as
     ``(ids (H, W) int64, segments_info)``; every segment has ``id``, ``category_id``,
     ``isthing``, ``area``, ``depth_mean``, ``depth_median`` and ``depth_valid_pixels``.
+    Detectron2's per-instance ``instances`` output is not produced.
 
     The ASPP image pooling is a global average at every input size: Detectron2 sizes it from
     the training crop, which equals a global average on the crop but breaks on other sizes.
