@@ -125,7 +125,7 @@ class PanopticDepthLab(PanopticDeepLab):
         decoded, sem_logits = self._semantic(features)
         depth = self.depth_head(features, decoded)
         if self.training:
-            return self._losses(batched_inputs, images, features, next_features, sem_logits, depth)
+            return self._losses(batched_inputs, features, next_features, sem_logits, depth)
         center, offset, _, _ = self.ins_embed_head(features)
         sem_logits = F.interpolate(
             sem_logits, scale_factor=self.sem_seg_head.common_stride, mode="bilinear",
@@ -139,7 +139,6 @@ class PanopticDepthLab(PanopticDeepLab):
     def _losses(
         self,
         batched_inputs: list[dict[str, Any]],
-        images: ImageList,
         features: dict[str, torch.Tensor],
         next_features: dict[str, torch.Tensor] | None,
         sem_logits: torch.Tensor,
