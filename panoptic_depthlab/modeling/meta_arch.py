@@ -127,10 +127,10 @@ class PanopticDepthLab(PanopticDeepLab):
         if self.training:
             return self._losses(batched_inputs, features, next_features, sem_logits, depth)
         center, offset, _, _ = self.ins_embed_head(features)
+        stride = self.sem_seg_head.common_stride
         sem_logits = F.interpolate(
-            sem_logits, scale_factor=self.sem_seg_head.common_stride, mode="bilinear",
-            align_corners=False,
-        )  # fmt: skip
+            sem_logits, scale_factor=stride, mode="bilinear", align_corners=False
+        )
         return [
             self._postprocess(x, size, sem_logits[i], center[i], offset[i], depth[i])
             for i, (x, size) in enumerate(zip(batched_inputs, images.image_sizes, strict=True))
