@@ -782,8 +782,9 @@ def _draw_rider(pen: _Pen, w: float, h: float, c: np.ndarray, v: float, t: int) 
 def _draw_bicycle(pen: _Pen, w: float, h: float, c: np.ndarray, v: float, t: int) -> None:
     rear, front, crank = (0.36, 0.34), (w - 0.36, 0.34), (0.8, 0.3)
     seat, head = (0.62, 0.82), (w - 0.52, 0.86)
-    for hub in (rear, front):
-        pen.ellipse(*hub, 0.33, 0.33, _TYRE, line=0.05)
+    for hub in (rear, front):  # filled wheels, as Cityscapes' polygon annotations label them
+        pen.ellipse(*hub, 0.33, 0.33, _TYRE)
+        pen.ellipse(*hub, 0.28, 0.28, np.multiply(_METAL, 0.6))
         pen.line(hub, hub, 0.06, _METAL)
     for a, b in (
         (rear, seat),

@@ -14,11 +14,12 @@ from tests.conftest import small_model_cfg
 
 FORMAT = "cityscapes_dvps"
 HEIGHT, WIDTH, ITERATIONS = 128, 256, 200
-# Issue #4 asks for PQ > 90 after 200 iterations. At 128x256 this small model reaches about 80
-# (79 at 160x320): the thinnest classes of the synthetic scene stay low (bicycles, drawn as
-# one-pixel frames and wheels, score 0; traffic lights and riders 0.3 to 0.6) while most classes
-# score 0.85 to 1. The bound below guards what is reached; the target stays open.
-MIN_PQ = 70
+# Issue #4 asks for PQ > 90 after 200 iterations in under 2 minutes; that point is blocked. At
+# 128x256 this model reaches PQ 84 (86 to 87 with a 128-channel semantic head), and 90 only after
+# 300 iterations: segments below the output stride (a 10-pixel person, a 19-pixel rider, a 50-pixel
+# traffic light) are learned last. At 256x512 it reaches 92 after 200 iterations, but training takes
+# about 200 s on the 2-core CI machine. The bound below guards what is reached.
+MIN_PQ = 75
 
 
 def panoptic_quality(pred: np.ndarray, gt: np.ndarray, void: int, divisor: int) -> float:
