@@ -7,7 +7,7 @@ registers the DVPS datasets in Detectron2's DatasetCatalog and MetadataCatalog, 
 
 # compat (first) adapts to the installed Detectron2; data registers the datasets; modeling
 # registers the meta-architecture and heads.
-from . import compat, data, modeling  # noqa: F401
+from . import compat, data, evaluation, modeling  # noqa: F401
 from .config import add_panoptic_depthlab_config
 
 __all__ = ["add_panoptic_depthlab_config"]

@@ -1,0 +1,389 @@
+"""The prediction files of the official ViP-DeepLab DVPS evaluation scripts, and ground truth
+read the way those scripts see it.
+
+Prediction files, per frame (``<image>`` is the input image's base name, e.g.
+``000000_000000_munster_000105_000004_leftImg8bit.png``; ``<image_id>`` is that name without
+``_leftImg8bit.png``):
+
+* Cityscapes-DVPS: ``<pred_dir>/<image>``, an 8-bit RGB PNG: red = class (train id),
+  green = instance id (0..255), blue = 0. The official script groups frames into sequences by
+  the text before the first ``_`` of these names.
+* SemKITTI-DVPS: ``<pred_dir>/<image_id>_cat.png`` (8-bit class) and
+  ``<pred_dir>/<image_id>_ins.png`` (16-bit instance id).
+* Depth, both formats: ``<depth_dir>/<image>``, a 16-bit PNG holding
+  ``round(meters * 256)`` clipped to 0..65535 (:func:`quantize_depth` gives the meters it
+  stores). ``depth_dir`` is its own directory, given by the caller; for Cityscapes-DVPS it must
+  differ from ``pred_dir`` (the names would collide).
+
+Classes: predicted class ids are train ids ``0..num_classes - 1``; anything a model marks void
+(255, or any id >= ``num_classes``) is written as ``num_classes`` (19), which the official
+scripts accept (they fail on 255 and on the label files' void id 32).
+
+Arrays: class and instance maps are ``int32`` (H, W); depth maps are ``float64`` (H, W) in meters,
+0 where there is none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..data.annotations import read_png
+from ..data.datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
+
+__all__ = [
+    "depth_file_name",
+    "image_id_of",
+    "prediction_file_names",
+    "quantize_depth",
+    "read_depth_prediction",
+    "read_ground_truth",
+    "read_panoptic_prediction",
+    "read_prediction",
+    "write_prediction",
+]
+
+IMAGE_SUFFIX = "_leftImg8bit.png"
+_DEPTH_SCALE = 256.0  # depth PNG value per meter, both formats
+_UINT16_MAX = np.iinfo(np.uint16).max
+# Largest instance id each format's prediction file can hold.
+_MAX_INSTANCE = {CITYSCAPES_DVPS: np.iinfo(np.uint8).max, SEMKITTI_DVPS: _UINT16_MAX}
+
+
+def _check_format(dataset_format: str) -> None:
+    if dataset_format not in DVPS_FORMATS:
+        raise ValueError(
+            f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
+        )
+
+
+def image_id_of(image_file: str) -> str:
+    """The frame's id: the image's base name without ``_leftImg8bit.png``."""
+    name = os.path.basename(image_file)
+    if not name.endswith(IMAGE_SUFFIX) or len(name) == len(IMAGE_SUFFIX):
+        raise ValueError(
+            f"{image_file}: the image name does not end with {IMAGE_SUFFIX}; expected a DVPS "
+            f"image such as 000000_000000{IMAGE_SUFFIX}."
+        )
+    return name[: -len(IMAGE_SUFFIX)]
+
+
+def prediction_file_names(image_file: str, dataset_format: str) -> list[str]:
+    """Base names of the panoptic prediction files of one frame, in ``pred_dir``.
+
+    Cityscapes-DVPS: ``[<image>]``; SemKITTI-DVPS: ``[<image_id>_cat.png, <image_id>_ins.png]``.
+    The depth file is :func:`depth_file_name`, in ``depth_dir``.
+    """
+    _check_format(dataset_format)
+    image_id = image_id_of(image_file)
+    if dataset_format == CITYSCAPES_DVPS:
+        return [image_id + IMAGE_SUFFIX]
+    return [f"{image_id}_cat.png", f"{image_id}_ins.png"]
+
+
+def depth_file_name(image_file: str) -> str:
+    """Base name of the depth prediction of one frame, in ``depth_dir``: the image's name."""
+    return image_id_of(image_file) + IMAGE_SUFFIX
+
+
+def _depth_to_png(depth_m: np.ndarray, what: str) -> np.ndarray:
+    """(H, W) meters -> (H, W) uint16 ``round(meters * 256)`` clipped to 0..65535."""
+    depth = np.asarray(depth_m, dtype=np.float64)
+    nan = np.isnan(depth)
+    if nan.any():
+        raise ValueError(f"{what}: depth has {int(nan.sum())} NaN pixels; expected meters >= 0.")
+    return np.clip(np.round(depth * _DEPTH_SCALE), 0, _UINT16_MAX).astype(np.uint16)
+
+
+def quantize_depth(depth_m: np.ndarray) -> np.ndarray:
+    """The depth a prediction PNG stores, in meters.
+
+    Args:
+        depth_m: (H, W) depth in meters (any float dtype; NaN is rejected).
+
+    Returns:
+        (H, W) float64 meters: ``clip(round(depth_m * 256), 0, 65535) / 256``, so evaluating
+        in-memory predictions through this equals evaluating the written files.
+    """
+    return _depth_to_png(depth_m, "quantize_depth").astype(np.float64) / _DEPTH_SCALE
+
+
+def _atomic_write_png(path: str, array: np.ndarray) -> None:
+    """Encode ``array`` (BGR when 3 channels) as PNG; write a temporary file, then rename it."""
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise RuntimeError(f"{path}: OpenCV could not encode a {array.dtype} {array.shape} PNG.")
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.tobytes())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _check_pair_dirs(pred_dir: str, depth_dir: str | None, dataset_format: str) -> None:
+    if (
+        dataset_format == CITYSCAPES_DVPS
+        and depth_dir is not None
+        and os.path.realpath(pred_dir) == os.path.realpath(depth_dir)
+    ):
+        raise ValueError(
+            f"pred_dir and depth_dir are both {pred_dir}; Cityscapes-DVPS panoptic and depth "
+            "predictions share their file names, so they need two different directories."
+        )
+
+
+def write_prediction(
+    pred_dir: str,
+    depth_dir: str | None,
+    image_file: str,
+    dataset_format: str,
+    pred_class: np.ndarray,
+    pred_instance: np.ndarray,
+    depth_m: np.ndarray | None,
+) -> list[str]:
+    """Write one frame's prediction in the official format (see the module docstring).
+
+    Args:
+        pred_dir: directory of panoptic predictions (created if missing).
+        depth_dir: directory of depth predictions (created if missing); None writes no depth.
+        image_file: the input image (only its base name is used).
+        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``.
+        pred_class: (H, W) integer train ids; 255 or any id >= num_classes is void, written as
+            num_classes (19).
+        pred_instance: (H, W) integer instance ids, 0..255 (Cityscapes-DVPS) or 0..65535
+            (SemKITTI-DVPS); 0 for stuff.
+        depth_m: (H, W) depth in meters, or None (only with ``depth_dir`` None).
+
+    Returns:
+        The written paths. Each file is written to a temporary name and renamed.
+
+    Raises:
+        ValueError: sizes differ, negative ids, instance ids the format cannot hold, NaN depth.
+    """
+    _check_format(dataset_format)
+    _check_pair_dirs(pred_dir, depth_dir, dataset_format)
+    num_classes = dvps_metadata(dataset_format)["num_classes"]
+    name = os.path.basename(image_file)
+    classes = np.asarray(pred_class)
+    instances = np.asarray(pred_instance)
+    arrays = {"pred_class": classes, "pred_instance": instances}
+    if depth_dir is not None:
+        if depth_m is None:
+            raise ValueError(f"{name}: depth_dir is {depth_dir} but depth_m is None.")
+        arrays["depth_m"] = np.asarray(depth_m)
+    for key, array in arrays.items():
+        if array.ndim != 2 or array.shape != classes.shape:
+            raise ValueError(
+                f"{name}: {key} has shape {array.shape}; expected (H, W) = {classes.shape[:2]}, "
+                "the same 2-D size for pred_class, pred_instance and depth_m."
+            )
+        if key != "depth_m" and not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"{name}: {key} has dtype {array.dtype}; expected integers.")
+    if classes.size and int(classes.min()) < 0:
+        raise ValueError(f"{name}: pred_class holds {int(classes.min())}; expected ids >= 0.")
+    limit = _MAX_INSTANCE[dataset_format]
+    if instances.size and (int(instances.min()) < 0 or int(instances.max()) > limit):
+        bad = int(instances.min()) if int(instances.min()) < 0 else int(instances.max())
+        raise ValueError(
+            f"{name}: pred_instance holds {bad}; the {dataset_format} prediction format stores "
+            f"instance ids 0..{limit}. Renumber the instances of each sequence consistently "
+            "(e.g. in order of appearance) before writing."
+        )
+    classes = np.where(classes >= num_classes, num_classes, classes)
+    depth_path = None if depth_dir is None else os.path.join(depth_dir, depth_file_name(name))
+    depth_png = None if depth_path is None else _depth_to_png(arrays["depth_m"], depth_path)
+    written = []
+    os.makedirs(pred_dir, exist_ok=True)
+    if dataset_format == CITYSCAPES_DVPS:
+        (pan_name,) = prediction_file_names(image_file, dataset_format)
+        bgr = np.stack([np.zeros_like(classes), instances, classes], axis=-1).astype(np.uint8)
+        written.append(os.path.join(pred_dir, pan_name))
+        _atomic_write_png(written[-1], bgr)
+    else:
+        cat_name, ins_name = prediction_file_names(image_file, dataset_format)
+        written.append(os.path.join(pred_dir, cat_name))
+        _atomic_write_png(written[-1], classes.astype(np.uint8))
+        written.append(os.path.join(pred_dir, ins_name))
+        _atomic_write_png(written[-1], instances.astype(np.uint16))
+    if depth_path is not None:
+        os.makedirs(depth_dir, exist_ok=True)
+        _atomic_write_png(depth_path, depth_png)
+        written.append(depth_path)
+    return written
+
+
+def _read_single_channel(path: str, what: str, dtypes: tuple[type, ...]) -> np.ndarray:
+    array = read_png(path, what)
+    if array.ndim != 2 or array.dtype not in dtypes:
+        channels = 1 if array.ndim == 2 else array.shape[2]
+        raise ValueError(
+            f"{path}: a {array.dtype} PNG with {channels} channel(s); expected {what} "
+            f"(single channel, {' or '.join(np.dtype(d).name for d in dtypes)})."
+        )
+    return array
+
+
+def _check_same_size(path: str, array: np.ndarray, ref_path: str, ref_shape: tuple) -> None:
+    if array.shape[:2] != tuple(ref_shape[:2]):
+        raise ValueError(
+            f"{path}: size (H, W) = {array.shape[:2]} differs from {ref_path}, (H, W) = "
+            f"{tuple(ref_shape[:2])}; the files of one frame must have one size."
+        )
+
+
+def read_panoptic_prediction(
+    pred_dir: str, image_file: str, dataset_format: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read one frame's panoptic prediction files.
+
+    Returns:
+        ``(pred_class, pred_instance)``: int32 (H, W) class ids in 0..num_classes
+        (num_classes = void) and int32 (H, W) instance ids.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: unreadable file, wrong channels or bit depth, sizes that differ (SemKITTI-DVPS
+            class and instance files), class ids above num_classes. Messages name the file.
+    """
+    _check_format(dataset_format)
+    num_classes = dvps_metadata(dataset_format)["num_classes"]
+    names = prediction_file_names(image_file, dataset_format)
+    class_path = os.path.join(pred_dir, names[0])
+    if dataset_format == CITYSCAPES_DVPS:
+        what = "an 8-bit RGB panoptic prediction (red = class, green = instance)"
+        bgr = read_png(class_path, what)
+        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+            channels = 1 if bgr.ndim == 2 else bgr.shape[2]
+            raise ValueError(
+                f"{class_path}: a {bgr.dtype} PNG with {channels} channel(s); expected {what}."
+            )
+        classes, instances = bgr[..., 2].astype(np.int32), bgr[..., 1].astype(np.int32)
+    else:
+        classes = _read_single_channel(
+            class_path, "an 8-bit class prediction", (np.uint8, np.uint16)
+        ).astype(np.int32)
+        instance_path = os.path.join(pred_dir, names[1])
+        instances = _read_single_channel(
+            instance_path, "a 16-bit instance prediction", (np.uint16, np.uint8)
+        ).astype(np.int32)
+        _check_same_size(instance_path, instances, class_path, classes.shape)
+    high = int(classes.max()) if classes.size else 0
+    if high > num_classes:
+        count = int((classes > num_classes).sum())
+        raise ValueError(
+            f"{class_path}: predicted class id {high} ({count} pixels above {num_classes}); "
+            f"expected train ids 0..{num_classes - 1} or {num_classes} for void."
+        )
+    return classes, instances
+
+
+def read_depth_prediction(depth_dir: str, image_file: str) -> np.ndarray:
+    """Read one frame's depth prediction: float64 (H, W) meters (16-bit PNG / 256).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: unreadable file, or not a single-channel 16-bit PNG.
+    """
+    path = os.path.join(depth_dir, depth_file_name(image_file))
+    raw = _read_single_channel(path, "a 16-bit depth prediction", (np.uint16,))
+    return raw.astype(np.float64) / _DEPTH_SCALE
+
+
+def read_prediction(
+    pred_dir: str, depth_dir: str | None, image_file: str, dataset_format: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read one frame's prediction files (the inverse of :func:`write_prediction`).
+
+    Args:
+        pred_dir: directory of panoptic predictions.
+        depth_dir: directory of depth predictions; None reads no depth.
+        image_file: the input image (only its base name is used).
+        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``.
+
+    Returns:
+        ``(pred_class, pred_instance, depth_m)``: int32 (H, W) class ids in 0..num_classes
+        (num_classes = void), int32 (H, W) instance ids, float64 (H, W) meters or None.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: unreadable file, wrong channels or bit depth, sizes that differ, class ids
+            above num_classes. Messages name the file.
+    """
+    _check_pair_dirs(pred_dir, depth_dir, dataset_format)
+    classes, instances = read_panoptic_prediction(pred_dir, image_file, dataset_format)
+    depth = None
+    if depth_dir is not None:
+        depth = read_depth_prediction(depth_dir, image_file)
+        class_path = os.path.join(pred_dir, prediction_file_names(image_file, dataset_format)[0])
+        _check_same_size(
+            os.path.join(depth_dir, depth_file_name(image_file)), depth, class_path, classes.shape
+        )
+    return classes, instances, depth
+
+
+def read_ground_truth(
+    record: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw ground truth of one frame record, as the official scripts compare it.
+
+    Unlike :func:`panoptic_depthlab.data.annotations.read_panoptic`, void pixels keep their
+    instance id: the label files' void class (Cityscapes-DVPS 32, SemKITTI-DVPS 255) becomes
+    ``ignore_label`` (255) and the instance is left as stored.
+
+    Args:
+        record: a frame record of :func:`panoptic_depthlab.data.datasets.load_dvps_split`.
+        metadata: the dataset's metadata (``dvps_metadata(fmt)`` or the MetadataCatalog entry).
+
+    Returns:
+        ``(gt_class, gt_instance, gt_depth)``: int32 (H, W) train ids or ``ignore_label``,
+        int32 (H, W) instance ids, float64 (H, W) meters with 0 where there is no depth.
+
+    Raises:
+        FileNotFoundError, ValueError: missing or unreadable files, class ids that are neither
+            train ids nor the void id, sizes that differ from each other or from the record's.
+    """
+    void, ignore = metadata["label_void_id"], metadata["ignore_label"]
+    num_classes = metadata["num_classes"]
+    if "panoptic_file_name" in record:  # Cityscapes-DVPS: class * divisor + instance
+        path = record["panoptic_file_name"]
+        raw = _read_single_channel(path, "a 16-bit panoptic label", (np.uint16,))
+        raw = raw.astype(np.int32)
+        divisor = metadata["label_divisor"]
+        classes, instances = raw // divisor, raw % divisor
+    else:  # SemKITTI-DVPS: a class file and an instance file
+        path = record["sem_seg_file_name"]
+        classes = _read_single_channel(path, "a class label", (np.uint8, np.uint16))
+        classes = classes.astype(np.int32)
+        instance_path = record["instance_file_name"]
+        instances = _read_single_channel(instance_path, "an instance label", (np.uint16, np.uint8))
+        _check_same_size(instance_path, instances, path, classes.shape)
+        instances = instances.astype(np.int32)
+    if "height" in record and "width" in record:
+        size = (record["height"], record["width"])
+        if classes.shape != size:
+            raise ValueError(
+                f"{path}: size (H, W) = {classes.shape} differs from its image "
+                f"{record['file_name']}, (H, W) = {size}."
+            )
+    counts = np.bincount(classes.ravel())
+    present = np.flatnonzero(counts)
+    bad = present[(present >= num_classes) & (present != void)]
+    if bad.size:
+        raise ValueError(
+            f"{path}: class id {int(bad[0])} on {int(counts[bad[0]])} pixels; expected train ids "
+            f"0..{num_classes - 1} or the void id {void}."
+        )
+    classes[classes == void] = ignore
+    depth_path = record["depth_file_name"]
+    raw_depth = _read_single_channel(depth_path, "a 16-bit depth label", (np.uint16,))
+    _check_same_size(depth_path, raw_depth, path, classes.shape)
+    depth = raw_depth.astype(np.float64) / float(metadata["depth_scale"])
+    return classes, instances, depth

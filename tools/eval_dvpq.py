@@ -1,0 +1,118 @@
+"""Evaluate DVPS prediction files (official ViP-DeepLab formats): DVPQ, depth, STQ/DSTQ.
+
+    python tools/eval_dvpq.py --dataset cityscapes_dvps \\
+        --gt-dir datasets/cityscapes-dvps/video_sequence/val \\
+        --pred-dir output/panoptic --depth-dir output/depth --output output/dvpq.json
+
+Prediction files, per ground-truth frame (see panoptic_depthlab/evaluation/formats.py):
+Cityscapes-DVPS ``PRED_DIR/<image name>`` (RGB: red = class, green = instance); SemKITTI-DVPS
+``PRED_DIR/<image id>_cat.png`` and ``_ins.png``; depth ``DEPTH_DIR/<image name>`` (16-bit,
+meters * 256). Prints a table and writes the results (percent) as JSON. Exit code 2 on bad input
+(missing or unreadable files, sizes or class ids that do not fit); no JSON is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from panoptic_depthlab.data.datasets import DVPS_FORMATS
+from panoptic_depthlab.evaluation.evaluate_files import (
+    DVPSInputError,
+    evaluate_prediction_files,
+    format_results_table,
+    plot_results,
+    write_json_atomic,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eval_dvpq.py",
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", required=True, choices=DVPS_FORMATS, help="dataset format")
+    parser.add_argument(
+        "--gt-dir", required=True, help="ground-truth split: <dataset root>/video_sequence/<split>"
+    )
+    parser.add_argument("--pred-dir", required=True, help="panoptic prediction PNGs")
+    parser.add_argument("--depth-dir", required=True, help="depth prediction PNGs")
+    parser.add_argument("--output", required=True, help="results JSON file to write")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="window sizes k (default: the dataset's, 1 2 3 4 or 1 5 10 20)",
+    )
+    parser.add_argument(
+        "--lambdas",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="LAMBDA",
+        help="depth thresholds; 0 = no depth test (default: 0.5 0.25 0.1 0)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes reading frames (results do not change)"
+    )
+    parser.add_argument("--plot", metavar="DIR", help="also write PNG charts to DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation; returns the exit code (0 ok, 2 bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}: expected an integer >= 1.")
+    if os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a directory; expected a JSON file name.")
+    if args.plot and os.path.exists(args.plot) and not os.path.isdir(args.plot):
+        parser.error(f"--plot {args.plot} exists and is not a directory.")
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    package_logger = logging.getLogger("panoptic_depthlab")
+    package_logger.addHandler(handler)
+    previous_level = package_logger.level
+    package_logger.setLevel(logging.INFO)
+
+    start = time.perf_counter()
+    try:
+        results = evaluate_prediction_files(
+            args.dataset,
+            args.gt_dir,
+            args.pred_dir,
+            args.depth_dir,
+            window_sizes=args.frames,
+            depth_thresholds=args.lambdas,
+            workers=args.workers,
+            progress=True,
+        )
+    except DVPSInputError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+    elapsed = time.perf_counter() - start
+
+    print(format_results_table(results))
+    write_json_atomic(args.output, results)
+    frames = results["depth"]["frames"] + results["depth"]["skipped_frames"]
+    print(f"\nEvaluated {frames} frames in {elapsed:.1f} s; wrote {args.output}")
+    if args.plot:
+        for path in plot_results(results, args.plot):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
