@@ -168,6 +168,28 @@ def _check_frame(frame: DVPSFrame, protocol: DVPQProtocol, need_depth: bool) -> 
             raise ValueError(f"{frame.name}: {key} outside 0..{(1 << _ID_BITS) - 1}.")
 
 
+def _segments(classes: np.ndarray, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segment ids present in a frame, ascending, and each pixel's index into them.
+
+    Ids are ``class << 16 | instance`` (validated ranges). Two bincounts over bounded integers
+    replace a sort of all pixels: instances are first numbered densely, then (class, instance).
+
+    Returns:
+        ids: (S,) int64; index: (H * W,) int64 in ``0..S-1``.
+    """
+    instances = instances.ravel()
+    instance_values = np.flatnonzero(np.bincount(instances))
+    instance_index = np.zeros(instance_values[-1] + 1, np.int64)
+    instance_index[instance_values] = np.arange(len(instance_values))
+    n = len(instance_values)
+    code = classes.ravel().astype(np.int64) * n + instance_index[instances]
+    codes = np.flatnonzero(np.bincount(code))
+    index = np.zeros(codes[-1] + 1, np.int64)
+    index[codes] = np.arange(len(codes))
+    ids = ((codes // n) << _ID_BITS) | instance_values[codes % n]
+    return ids, index[code]
+
+
 def frame_statistics(frame: DVPSFrame, protocol: DVPQProtocol) -> FrameStatistics:
     """Reduce one frame to its overlap tables, one per depth threshold of ``protocol``.
 
@@ -177,29 +199,34 @@ def frame_statistics(frame: DVPSFrame, protocol: DVPQProtocol) -> FrameStatistic
     """
     need_depth = any(t > 0 for t in protocol.depth_thresholds)
     _check_frame(frame, protocol, need_depth)
-    gt = (frame.gt_class.astype(np.int64) << _ID_BITS) | frame.gt_instance
-    pred = (frame.pred_class.astype(np.int64) << _ID_BITS) | frame.pred_instance
-    pairs = (gt << _PAIR_BITS) | pred
-    relative_error = None
-    if need_depth:
-        gt_depth = frame.gt_depth.astype(np.float64)
-        has_depth = gt_depth > 0
-        relative_error = np.full(gt_depth.shape, -1.0)
-        relative_error[has_depth] = (
-            np.abs(frame.pred_depth[has_depth].astype(np.float64) - gt_depth[has_depth])
-            / gt_depth[has_depth]
-        )
+    gt_ids, gt_index = _segments(frame.gt_class, frame.gt_instance)
+    pred_ids, pred_index = _segments(frame.pred_class, frame.pred_instance)
+    # The segment of depth-test failures, (num_classes, 0), gets an index even where absent.
     failed_id = protocol.num_classes << _ID_BITS
+    failed_index = int(np.searchsorted(pred_ids, failed_id))
+    if failed_index == len(pred_ids) or pred_ids[failed_index] != failed_id:
+        pred_ids = np.insert(pred_ids, failed_index, failed_id)
+        pred_index[pred_index >= failed_index] += 1
+    num_pred = len(pred_ids)
+    pair_index = gt_index * num_pred + pred_index
+    if need_depth:
+        gt_depth = frame.gt_depth.astype(np.float64).ravel()
+        tested = np.flatnonzero(gt_depth > 0)
+        pred_depth = frame.pred_depth.ravel()[tested].astype(np.float64)
+        relative_error = np.abs(pred_depth - gt_depth[tested]) / gt_depth[tested]
+        failed_base = gt_index[tested] * num_pred + failed_index
     keys, counts = [], []
     for threshold in protocol.depth_thresholds:
+        index = pair_index
         if threshold > 0:
             failed = relative_error > threshold
-            table = np.where(failed, (gt << _PAIR_BITS) | failed_id, pairs)
-        else:
-            table = pairs
-        k, c = np.unique(table, return_counts=True)
-        keys.append(k)
-        counts.append(c.astype(np.int64))
+            index = pair_index.copy()
+            index[tested[failed]] = failed_base[failed]
+        table = np.bincount(index, minlength=len(gt_ids) * num_pred)
+        present = np.flatnonzero(table)
+        # gt-major order with ascending ids on both sides: the keys come out sorted.
+        keys.append((gt_ids[present // num_pred] << _PAIR_BITS) | pred_ids[present % num_pred])
+        counts.append(table[present])
     return FrameStatistics(tuple(keys), tuple(counts))
 
 
