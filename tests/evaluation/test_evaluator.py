@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 
 import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import launch
+from detectron2.utils import comm
 
 from panoptic_depthlab.data import register_dvps_dataset
 from panoptic_depthlab.data.annotations import read_depth, read_panoptic
@@ -60,6 +63,20 @@ def oracle_outputs(records: list[dict], meta) -> list[dict]:
     return outputs
 
 
+def with_swapped_ids(outputs: list[dict], meta) -> list[dict]:
+    """The outputs with, in frame 2, every thing instance given another instance's id of its
+    class (a cyclic shift): a broken tube."""
+    panoptic = outputs[2]["panoptic_seg"][0]
+    shifted = panoptic.clone()
+    for cls in meta.thing_ids:
+        ids = [int(i) for i in torch.unique(panoptic) if i // meta.label_divisor == cls]
+        ids = [i for i in ids if i % meta.label_divisor]
+        for a, b in zip(ids, ids[1:] + ids[:1], strict=True):
+            shifted[panoptic == a] = b
+    assert (shifted != panoptic).any()
+    return [*outputs[:2], {**outputs[2], "panoptic_seg": (shifted, [])}, *outputs[3:]]
+
+
 def run(evaluator: DVPSEvaluator, records: list[dict], outputs: list[dict]) -> dict:
     order = list(range(len(records)))
     random.Random(0).shuffle(order)  # frames may arrive in any order
@@ -92,17 +109,7 @@ def test_swapped_ids_lower_only_multi_frame_windows(datasets, fmt, tmp_path):
     name = datasets[fmt]
     meta = MetadataCatalog.get(name)
     records = DatasetCatalog.get(name)
-    outputs = oracle_outputs(records, meta)
-    # Frame 2: every thing instance gets another instance's id (a cyclic shift within its class).
-    panoptic = outputs[2]["panoptic_seg"][0]
-    shifted = panoptic.clone()
-    for cls in meta.thing_ids:
-        ids = [int(i) for i in torch.unique(panoptic) if i // meta.label_divisor == cls]
-        ids = [i for i in ids if i % meta.label_divisor]
-        for a, b in zip(ids, ids[1:] + ids[:1], strict=True):
-            shifted[panoptic == a] = b
-    assert (shifted != panoptic).any()
-    outputs[2] = {**outputs[2], "panoptic_seg": (shifted, [])}
+    outputs = with_swapped_ids(oracle_outputs(records, meta), meta)
     results = run(DVPSEvaluator(name, output_dir=str(tmp_path)), records, outputs)
     k1 = [v for key, v in results.items() if key.startswith("DVPQ@k1_")]
     longer = [v for key, v in results.items() if key.startswith("DVPQ@k") and "@k1_" not in key]
@@ -121,3 +128,40 @@ def test_swapped_ids_lower_only_multi_frame_windows(datasets, fmt, tmp_path):
 def test_rejects_a_dataset_that_is_not_dvps():
     with pytest.raises(ValueError, match="not a DVPS dataset"):
         DVPSEvaluator("coco_2017_val_panoptic")
+
+
+def _evaluate_half_of_the_frames(name: str, root: str, fmt: str, out_file: str) -> None:
+    """Run in each of two processes: register the dataset, process every other frame (so each
+    sequence is split across the processes), evaluate; rank 0 writes the results."""
+    if name not in DatasetCatalog.list():
+        register_dvps_dataset(name, root, "val", fmt)
+    meta = MetadataCatalog.get(name)
+    records = DatasetCatalog.get(name)
+    outputs = with_swapped_ids(oracle_outputs(records, meta), meta)
+    evaluator = DVPSEvaluator(name)
+    for i in range(comm.get_rank(), len(records), comm.get_world_size()):
+        evaluator.process([records[i]], [outputs[i]])
+    results = evaluator.evaluate()
+    if comm.is_main_process():
+        with open(out_file, "w") as f:
+            json.dump(results["dvps"], f)
+    else:
+        assert results == {}
+
+
+def test_results_are_gathered_across_processes(datasets, tmp_path):
+    fmt = "semkitti_dvps"  # STQ state is merged too
+    name = datasets[fmt]
+    meta = MetadataCatalog.get(name)
+    records = DatasetCatalog.get(name)
+    single = run(
+        DVPSEvaluator(name), records, with_swapped_ids(oracle_outputs(records, meta), meta)
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out_file = str(tmp_path / "results.json")
+    args = (name, meta.dataset_root, fmt, out_file)
+    launch(_evaluate_half_of_the_frames, 2, dist_url=f"tcp://127.0.0.1:{port}", args=args)
+    with open(out_file) as f:
+        assert json.load(f) == pytest.approx(single)
