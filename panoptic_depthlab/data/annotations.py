@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["read_depth", "read_panoptic", "read_png"]
+__all__ = ["read_depth", "read_labels", "read_panoptic", "read_png"]
 
 
 def read_png(path: str, what: str) -> np.ndarray:
@@ -73,20 +73,17 @@ def _check_stuff_instances(
         )
 
 
-def read_panoptic(
+def read_labels(
     record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
-) -> np.ndarray:
-    """The panoptic map of a frame record, in train ids (see the module docstring).
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label files of a frame record as stored: class ids (train ids or the void id
+    ``label_void_id``) and instance ids, both ``int32`` (H, W), with class ids and sizes checked.
 
     Args:
         record: a frame record (or its ``next_frame`` entry) from the DVPS dataset loader.
         meta: the dataset's metadata (``MetadataCatalog.get(name)`` or ``dvps_metadata(fmt)``).
         size: expected (H, W); None skips the size check.
-
-    Returns:
-        ``int32`` array (H, W).
     """
-    divisor, ignore, void = meta["label_divisor"], meta["ignore_label"], meta["label_void_id"]
     if "panoptic_file_name" in record:  # Cityscapes-DVPS: class * divisor + instance
         path = record["panoptic_file_name"]
         raw = read_png(path, "a 16-bit panoptic label PNG")
@@ -94,7 +91,7 @@ def read_panoptic(
             raise ValueError(f"{path}: has {raw.shape[2]} channels; expected 1 (panoptic ids).")
         _check_size(path, raw, size)
         raw = raw.astype(np.int32)
-        classes, instances = raw // divisor, raw % divisor
+        classes, instances = raw // meta["label_divisor"], raw % meta["label_divisor"]
     else:  # SemKITTI-DVPS: a class file and an instance file
         path = record["sem_seg_file_name"]
         classes = read_png(path, "a class label PNG")
@@ -108,10 +105,29 @@ def read_panoptic(
         _check_size(instance_path, instances, classes.shape)
         classes, instances = classes.astype(np.int32), instances.astype(np.int32)
     _check_classes(path, classes, meta)
-    void_mask = classes == void
+    return classes, instances
+
+
+def read_panoptic(
+    record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The panoptic map of a frame record, in train ids (see the module docstring).
+
+    Args:
+        record: a frame record (or its ``next_frame`` entry) from the DVPS dataset loader.
+        meta: the dataset's metadata (``MetadataCatalog.get(name)`` or ``dvps_metadata(fmt)``).
+        size: expected (H, W); None skips the size check.
+
+    Returns:
+        ``int32`` array (H, W).
+    """
+    classes, instances = read_labels(record, meta, size)
+    path = record.get("panoptic_file_name") or record["sem_seg_file_name"]
+    void_mask = classes == meta["label_void_id"]
     _check_stuff_instances(path, classes, instances, void_mask, meta)
+    divisor = meta["label_divisor"]
     panoptic = classes * divisor + instances
-    panoptic[void_mask] = ignore * divisor
+    panoptic[void_mask] = meta["ignore_label"] * divisor
     return panoptic
 
 

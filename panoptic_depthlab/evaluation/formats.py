@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..data.annotations import read_png
+from ..data.annotations import read_depth, read_labels, read_png
 from ..data.datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
 __all__ = [
@@ -350,40 +350,8 @@ def read_ground_truth(
         FileNotFoundError, ValueError: missing or unreadable files, class ids that are neither
             train ids nor the void id, sizes that differ from each other or from the record's.
     """
-    void, ignore = metadata["label_void_id"], metadata["ignore_label"]
-    num_classes = metadata["num_classes"]
-    if "panoptic_file_name" in record:  # Cityscapes-DVPS: class * divisor + instance
-        path = record["panoptic_file_name"]
-        raw = _read_single_channel(path, "a 16-bit panoptic label", (np.uint16,))
-        raw = raw.astype(np.int32)
-        divisor = metadata["label_divisor"]
-        classes, instances = raw // divisor, raw % divisor
-    else:  # SemKITTI-DVPS: a class file and an instance file
-        path = record["sem_seg_file_name"]
-        classes = _read_single_channel(path, "a class label", (np.uint8, np.uint16))
-        classes = classes.astype(np.int32)
-        instance_path = record["instance_file_name"]
-        instances = _read_single_channel(instance_path, "an instance label", (np.uint16, np.uint8))
-        _check_same_size(instance_path, instances, path, classes.shape)
-        instances = instances.astype(np.int32)
-    if "height" in record and "width" in record:
-        size = (record["height"], record["width"])
-        if classes.shape != size:
-            raise ValueError(
-                f"{path}: size (H, W) = {classes.shape} differs from its image "
-                f"{record['file_name']}, (H, W) = {size}."
-            )
-    counts = np.bincount(classes.ravel())
-    present = np.flatnonzero(counts)
-    bad = present[(present >= num_classes) & (present != void)]
-    if bad.size:
-        raise ValueError(
-            f"{path}: class id {int(bad[0])} on {int(counts[bad[0]])} pixels; expected train ids "
-            f"0..{num_classes - 1} or the void id {void}."
-        )
-    classes[classes == void] = ignore
-    depth_path = record["depth_file_name"]
-    raw_depth = _read_single_channel(depth_path, "a 16-bit depth label", (np.uint16,))
-    _check_same_size(depth_path, raw_depth, path, classes.shape)
-    depth = raw_depth.astype(np.float64) / float(metadata["depth_scale"])
+    size = (record["height"], record["width"]) if "height" in record else None
+    classes, instances = read_labels(record, metadata, size)
+    classes[classes == metadata["label_void_id"]] = metadata["ignore_label"]
+    depth = read_depth(record, metadata, classes.shape).astype(np.float64)  # exact: PNG / 256
     return classes, instances, depth
