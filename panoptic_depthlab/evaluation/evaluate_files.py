@@ -54,6 +54,8 @@ __all__ = [
     "DVPSInputError",
     "dvps_results",
     "evaluate_prediction_files",
+    "new_stq",
+    "reduce_frame",
     "format_results_table",
     "plot_results",
     "write_json_atomic",
@@ -92,10 +94,34 @@ class _ChunkResult:
     stq: STQAccumulator | None
 
 
-def _new_stq(dataset_format: str, metadata: Mapping[str, Any]) -> STQAccumulator | None:
+def new_stq(dataset_format: str, metadata: Mapping[str, Any]) -> STQAccumulator | None:
+    """An STQ/DSTQ accumulator for SemKITTI-DVPS; None for the other formats."""
     if dataset_format != SEMKITTI_DVPS:
         return None
     return STQAccumulator(metadata["num_classes"], metadata["thing_ids"], metadata["ignore_label"])
+
+
+def reduce_frame(
+    frame: DVPSFrame,
+    sequence_id: int,
+    protocol: DVPQProtocol,
+    depth: DepthMetrics,
+    stq: STQAccumulator | None,
+) -> FrameStatistics:
+    """Add one frame to the depth and STQ accumulators and return its DVPQ statistics."""
+    statistics = frame_statistics(frame, protocol)
+    depth.add(frame.pred_depth, frame.gt_depth)
+    if stq is not None:
+        stq.add_frame(
+            sequence_id,
+            frame.pred_class,
+            frame.pred_instance,
+            frame.gt_class,
+            frame.gt_instance,
+            frame.pred_depth,
+            frame.gt_depth,
+        )
+    return statistics
 
 
 def _check_prediction_size(
@@ -111,7 +137,7 @@ def _check_prediction_size(
 
 def _evaluate_chunk(task: _ChunkTask) -> _ChunkResult:
     """Read and reduce the frames of one chunk; errors become :class:`DVPSInputError`."""
-    result = _ChunkResult([], DepthMetrics(), _new_stq(task.dataset_format, task.metadata))
+    result = _ChunkResult([], DepthMetrics(), new_stq(task.dataset_format, task.metadata))
     for record in task.records:
         image = record["file_name"]
         pred_path = os.path.join(
@@ -132,20 +158,12 @@ def _evaluate_chunk(task: _ChunkTask) -> _ChunkResult:
             pred_class, pred_instance, pred_depth, gt_class, gt_instance, gt_depth, name=pred_path
         )
         try:
-            result.statistics.append(frame_statistics(frame, task.protocol))
+            stats = reduce_frame(
+                frame, record["sequence_id"], task.protocol, result.depth, result.stq
+            )
         except ValueError as e:
             raise DVPSInputError(str(e)) from None
-        result.depth.add(pred_depth, gt_depth)
-        if result.stq is not None:
-            result.stq.add_frame(
-                record["sequence_id"],
-                pred_class,
-                pred_instance,
-                gt_class,
-                gt_instance,
-                pred_depth,
-                gt_depth,
-            )
+        result.statistics.append(stats)
     return result
 
 
@@ -300,7 +318,7 @@ def evaluate_prediction_files(
     tasks = list(_chunks(base, records, chunk_frames))
     statistics: list[FrameStatistics] = []
     depth = DepthMetrics()
-    stq = _new_stq(dataset_format, metadata)
+    stq = new_stq(dataset_format, metadata)
     with tqdm(total=len(records), unit="frame", desc="reading frames", disable=not progress) as bar:
         if workers == 1 or len(tasks) == 1:
             results: Iterator[_ChunkResult] = map(_evaluate_chunk, tasks)

@@ -16,10 +16,15 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from .depth_metrics import DepthMetrics
-from .dvpq import DVPQProtocol, DVPSFrame, frame_statistics
-from .evaluate_files import dvps_results, format_results_table, write_json_atomic
+from .dvpq import DVPQProtocol, DVPSFrame
+from .evaluate_files import (
+    dvps_results,
+    format_results_table,
+    new_stq,
+    reduce_frame,
+    write_json_atomic,
+)
 from .formats import quantize_depth, read_ground_truth, write_prediction
-from .stq import STQAccumulator
 
 __all__ = ["DVPSEvaluator", "flatten_dvps_results"]
 
@@ -74,11 +79,7 @@ class DVPSEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._frames: list[tuple[int, int, str, Any]] = []
         self._depth = DepthMetrics()
-        self._stq = (
-            STQAccumulator(self._meta.num_classes, self._meta.thing_ids, self._meta.ignore_label)
-            if self._format == "semkitti_dvps"
-            else None
-        )
+        self._stq = new_stq(self._format, self._meta.as_dict())
 
     def _prediction(self, output: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class, instance, depth in meters as a 16-bit PNG stores it) of one output."""
@@ -103,18 +104,9 @@ class DVPSEvaluator(DatasetEvaluator):
                 gt_depth,
                 name=record["file_name"],
             )
-            stats = frame_statistics(frame, self._protocol)
-            self._depth.add(pred_depth, gt_depth)
-            if self._stq is not None:
-                self._stq.add_frame(
-                    record["sequence_id"],
-                    pred_class,
-                    pred_instance,
-                    gt_class,
-                    gt_instance,
-                    pred_depth,
-                    gt_depth,
-                )
+            stats = reduce_frame(
+                frame, record["sequence_id"], self._protocol, self._depth, self._stq
+            )
             if self._output_dir:
                 write_prediction(
                     os.path.join(self._output_dir, "panoptic"),
