@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..files import write_png_atomic
 from .datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
 __all__ = ["generate_synthetic_dvps"]
@@ -963,17 +964,6 @@ def _lidar_points(canvas: _Canvas, spec: _Spec) -> np.ndarray:
     return points & labelled
 
 
-def _write_png(path: str, array: np.ndarray) -> None:
-    """Encode ``array`` (BGR if 3 channels) as PNG and move it into place atomically."""
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode {path} as PNG.")
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data.tobytes())
-    os.replace(tmp, path)
-
-
 def _write_frame(
     split_dir: str, spec: _Spec, seq: int, frame: int, canvas: _Canvas, image: np.ndarray
 ) -> str:
@@ -992,9 +982,9 @@ def _write_frame(
             f"_depth_{spec.focal_name}.png": np.where(points, depth, 0).astype(np.uint16),
         }
     image_path = os.path.join(split_dir, prefix + "_leftImg8bit.png")
-    _write_png(image_path, image[..., ::-1])
+    write_png_atomic(image_path, image[..., ::-1])
     for suffix, array in labels.items():
-        _write_png(os.path.join(split_dir, prefix + suffix), array)
+        write_png_atomic(os.path.join(split_dir, prefix + suffix), array)
     return image_path
 
 

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from ..data.datasets.dvps import load_dvps_split
 from ..data.datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
+from ..files import write_bytes_atomic
 from .depth_metrics import DepthMetrics
 from .dvpq import DVPQAccumulator, DVPQProtocol, DVPSFrame, FrameStatistics, frame_statistics
 from .formats import (
@@ -397,18 +398,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to a temporary file beside ``path``, then rename it to ``path``."""
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``data`` as JSON to ``path`` atomically (directories created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
 
 
 def _fmt(value: float | None) -> str:
@@ -435,18 +427,10 @@ def format_results_table(results: Mapping[str, Any]) -> str:
 
 
 def _save_figure(figure: Any, path: str) -> None:
-    """Render a matplotlib figure to PNG in memory; write it to a temporary file and rename."""
+    """Render a matplotlib figure to PNG in memory and write it atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def plot_results(results: Mapping[str, Any], plot_dir: str) -> list[str]:

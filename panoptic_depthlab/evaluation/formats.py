@@ -29,11 +29,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..data.annotations import read_depth, read_labels, read_png
 from ..data.datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
+from ..files import write_png_atomic
 
 __all__ = [
     "depth_file_name",
@@ -110,22 +110,6 @@ def quantize_depth(depth_m: np.ndarray) -> np.ndarray:
         in-memory predictions through this equals evaluating the written files.
     """
     return _depth_to_png(depth_m, "quantize_depth").astype(np.float64) / _DEPTH_SCALE
-
-
-def _atomic_write_png(path: str, array: np.ndarray) -> None:
-    """Encode ``array`` (BGR when 3 channels) as PNG; write a temporary file, then rename it."""
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise RuntimeError(f"{path}: OpenCV could not encode a {array.dtype} {array.shape} PNG.")
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _check_pair_dirs(pred_dir: str, depth_dir: str | None, dataset_format: str) -> None:
@@ -206,16 +190,16 @@ def write_prediction(
         (pan_name,) = prediction_file_names(image_file, dataset_format)
         bgr = np.stack([np.zeros_like(classes), instances, classes], axis=-1).astype(np.uint8)
         written.append(os.path.join(pred_dir, pan_name))
-        _atomic_write_png(written[-1], bgr)
+        write_png_atomic(written[-1], bgr)
     else:
         cat_name, ins_name = prediction_file_names(image_file, dataset_format)
         written.append(os.path.join(pred_dir, cat_name))
-        _atomic_write_png(written[-1], classes.astype(np.uint8))
+        write_png_atomic(written[-1], classes.astype(np.uint8))
         written.append(os.path.join(pred_dir, ins_name))
-        _atomic_write_png(written[-1], instances.astype(np.uint16))
+        write_png_atomic(written[-1], instances.astype(np.uint16))
     if depth_path is not None:
         os.makedirs(depth_dir, exist_ok=True)
-        _atomic_write_png(depth_path, depth_png)
+        write_png_atomic(depth_path, depth_png)
         written.append(depth_path)
     return written
 

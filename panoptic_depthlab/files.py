@@ -1,0 +1,32 @@
+"""Atomic file writes: data goes to a temporary file beside the target, which is then renamed,
+so a reader never sees a half-written file and an interrupted write leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+__all__ = ["write_bytes_atomic", "write_png_atomic"]
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_png_atomic(path: str, array: np.ndarray) -> None:
+    """Encode ``array`` (8- or 16-bit; BGR when it has 3 channels) as PNG at ``path``."""
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise RuntimeError(f"{path}: OpenCV could not encode a {array.dtype} {array.shape} PNG.")
+    write_bytes_atomic(path, data.tobytes())
