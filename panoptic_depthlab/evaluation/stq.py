@@ -230,13 +230,13 @@ class STQAccumulator:
                     f"{key} has size {array.shape}, gt_class {shape}; all must be the same."
                 )
         nc, ignore = self.num_classes, self.ignore_label
-        pred = np.unique(pred_class)
+        pred = _present(pred_class)
         bad = pred[((pred < 0) | (pred > nc)) & (pred != ignore)]
         if bad.size:
             raise ValueError(
                 f"predicted class id {bad[0]}; expected 0..{nc} or {ignore} ({nc}, {ignore}: void)."
             )
-        gt = np.unique(gt_class)
+        gt = _present(gt_class)
         bad = gt[((gt < 0) | (gt >= nc)) & (gt != ignore)]
         if bad.size:
             raise ValueError(
@@ -290,6 +290,14 @@ class STQAccumulator:
             "dq": _percent(dq),
             "dstq": _percent(dstq),
         }
+
+
+def _present(classes: np.ndarray) -> np.ndarray:
+    """The distinct values of a class map, ascending (a bincount: no sort of all pixels)."""
+    low = int(classes.min()) if classes.size else 0
+    if low < 0:  # only for the error message
+        return np.unique(classes)
+    return np.flatnonzero(np.bincount(classes.ravel()))
 
 
 def _percent(value: float | None) -> float | None:
