@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from .losses import (
 )
 from .next_frame_head import NextFrameHead
 from .post_processing import panoptic_depth_inference
+from .stitching import InstanceTracker
 
 __all__ = ["PanopticDepthLab"]
 
@@ -122,19 +124,82 @@ class PanopticDepthLab(PanopticDeepLab):
             next_features = {k: v[n:] for k, v in both.items()}
         else:
             features, next_features = self.backbone(images.tensor), None
+        if self.training:
+            decoded, sem_logits = self._semantic(features)
+            depth = self.depth_head(features, decoded)
+            return self._losses(batched_inputs, features, next_features, sem_logits, depth)
+        maps = self._head_maps(features, None)
+        return [
+            self._postprocess(x, size, {k: v[i] for k, v in maps.items()})
+            for i, (x, size) in enumerate(zip(batched_inputs, images.image_sizes, strict=True))
+        ]
+
+    def _head_maps(
+        self,
+        features: dict[str, torch.Tensor],
+        previous_features: dict[str, torch.Tensor] | None,
+    ) -> dict[str, torch.Tensor]:
+        """Inference outputs of the heads at the padded input size.
+
+        Returns ``sem_seg`` (N, C, H, W) logits, ``center`` (N, 1, H, W), ``offset`` (N, 2, H, W)
+        pixels, ``depth`` (N, 1, H, W) meters and, given the previous frame's features,
+        ``next_offset`` (N, 2, H, W) pixels from these frames' pixels to the previous frame's
+        centers.
+        """
         decoded, sem_logits = self._semantic(features)
         depth = self.depth_head(features, decoded)
-        if self.training:
-            return self._losses(batched_inputs, features, next_features, sem_logits, depth)
         center, offset, _, _ = self.ins_embed_head(features)
         stride = self.sem_seg_head.common_stride
         sem_logits = F.interpolate(
             sem_logits, scale_factor=stride, mode="bilinear", align_corners=False
         )
-        return [
-            self._postprocess(x, size, sem_logits[i], center[i], offset[i], depth[i])
-            for i, (x, size) in enumerate(zip(batched_inputs, images.image_sizes, strict=True))
-        ]
+        maps = {"sem_seg": sem_logits, "center": center, "offset": offset, "depth": depth}
+        if previous_features is not None:
+            maps["next_offset"] = self.next_frame_head(previous_features, features)
+        return maps
+
+    @torch.no_grad()
+    def inference_sequence(self, frames: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Outputs of the frames of one sequence, in order, with sequence-consistent ids.
+
+        The backbone runs once per frame; the next-frame branch reads the cached features of
+        the previous frame and the current one. Instances are stitched by
+        :class:`~panoptic_depthlab.modeling.stitching.InstanceTracker`. Each output is produced
+        as soon as its frame is read, so a long video never sits in memory.
+
+        Args:
+            frames: the frames' input dicts (as for :meth:`forward`), in temporal order; all
+                of one image size.
+
+        Yields:
+            Per frame the outputs of :meth:`forward`, with ``panoptic_seg`` ids that keep
+            one object's id for as long as it is tracked and never reuse an id.
+        """
+        if self.next_frame_head is None:
+            raise ValueError(
+                "inference_sequence needs the next-frame branch: this model was built with "
+                "MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED False."
+            )
+        tracker = InstanceTracker(self.meta.label_divisor, void_label=-1)
+        previous = None
+        for index, inputs in enumerate(frames):
+            images = self._images([inputs], "image")
+            if previous is not None and images.tensor.shape != previous[0]:
+                raise ValueError(
+                    f"frame {index} of the sequence has size {tuple(inputs['image'].shape[1:])} "
+                    f"(padded {tuple(images.tensor.shape[2:])}); the previous frames were padded "
+                    f"to {tuple(previous[0][2:])}. All frames of a sequence must have one size."
+                )
+            features = self.backbone(images.tensor)
+            maps = self._head_maps(features, previous[1] if previous is not None else None)
+            previous = (images.tensor.shape, features)
+            output = self._postprocess(
+                inputs, images.image_sizes[0], {k: v[0] for k, v in maps.items()}
+            )
+            output["panoptic_seg"] = tracker.update(
+                *output["panoptic_seg"], output.pop("next_offset", None)
+            )
+            yield output
 
     def _losses(
         self,
@@ -190,28 +255,33 @@ class PanopticDepthLab(PanopticDeepLab):
         return self.uncertainty(losses) if self.uncertainty is not None else losses
 
     def _postprocess(
-        self,
-        inputs: dict[str, Any],
-        image_size: tuple[int, int],
-        sem_logits: torch.Tensor,
-        center: torch.Tensor,
-        offset: torch.Tensor,
-        depth: torch.Tensor,
+        self, inputs: dict[str, Any], image_size: tuple[int, int], maps: dict[str, torch.Tensor]
     ) -> dict[str, Any]:
-        """Outputs of one image at its requested size (``height``, ``width``; default: input)."""
+        """Outputs of one image at its requested size (``height``, ``width``; default: input).
+
+        Args:
+            inputs: the image's input dict.
+            image_size: (H, W) of the image before padding.
+            maps: one image's :meth:`_head_maps` (no batch dimension).
+
+        Returns:
+            ``sem_seg``, ``depth``, ``panoptic_seg`` and, when ``maps`` has it, ``next_offset``
+            (2, height, width) pixels.
+        """
         height = inputs.get("height", image_size[0])
         width = inputs.get("width", image_size[1])
-        r = sem_seg_postprocess(sem_logits, image_size, height, width)
-        c = sem_seg_postprocess(center, image_size, height, width)
+        resized = {k: sem_seg_postprocess(v, image_size, height, width) for k, v in maps.items()}
         # offsets are in input pixels: rescale them with the image
-        scale = offset.new_tensor([height / image_size[0], width / image_size[1]]).view(2, 1, 1)
-        o = sem_seg_postprocess(offset, image_size, height, width) * scale
-        d = sem_seg_postprocess(depth, image_size, height, width)[0]
+        scale = maps["offset"].new_tensor([height / image_size[0], width / image_size[1]])
+        for key in ("offset", "next_offset"):
+            if key in resized:
+                resized[key] = resized[key] * scale.view(2, 1, 1)
+        depth = resized["depth"][0]
         panoptic, segments_info = panoptic_depth_inference(
-            r.argmax(dim=0, keepdim=True),
-            c,
-            o,
-            d,
+            resized["sem_seg"].argmax(dim=0, keepdim=True),
+            resized["center"],
+            resized["offset"],
+            depth,
             thing_ids=self.meta.thing_dataset_id_to_contiguous_id.values(),
             label_divisor=self.meta.label_divisor,
             stuff_area=self.stuff_area,
@@ -220,4 +290,8 @@ class PanopticDepthLab(PanopticDeepLab):
             nms_kernel=self.nms_kernel,
             top_k=self.top_k,
         )
-        return {"sem_seg": r, "depth": d, "panoptic_seg": (panoptic, segments_info)}
+        output = {"sem_seg": resized["sem_seg"], "depth": depth}
+        output["panoptic_seg"] = (panoptic, segments_info)
+        if "next_offset" in resized:
+            output["next_offset"] = resized["next_offset"]
+        return output

@@ -18,6 +18,8 @@ Detectron2's rules, all kept here:
 * Each instance takes the most frequent class of its pixels, the smallest class on a tie (what
   ``torch.mode`` returns), and has id ``class * label_divisor + n`` where ``n`` counts 1, 2, ...
   the instances of that class in center order. Centers that get no pixel are skipped.
+* Each thing segment records its center ``(y, x)``, in pixels; video stitching groups the
+  next frame's pixels to these centers.
 * Each stuff class covering at least ``stuff_area`` pixels has id ``class * label_divisor``. All
   other pixels (small stuff regions, thing pixels when no center is found) get ``void_label``.
 """
@@ -51,7 +53,7 @@ def _class_index(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.unique(labels, return_inverse=True)
 
 
-def _nearest_center(
+def nearest_center(
     centers: torch.Tensor, offsets: torch.Tensor, pixel_y: torch.Tensor, pixel_x: torch.Tensor
 ) -> torch.Tensor:
     """Index of the center nearest to each pixel's predicted center location, as Detectron2.
@@ -77,7 +79,7 @@ def _nearest_center(
 
 
 def _nearest_in_chunk(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
-    """:func:`_nearest_center` for the predicted center locations of some pixels.
+    """:func:`nearest_center` for the predicted center locations of some pixels.
 
     Detectron2 takes the argmin (first index on ties) of ``torch.norm`` over the (y, x) axis of
     the (K, H * W, 2) differences, a slow strided reduction whose rounding of the last bit no
@@ -214,8 +216,9 @@ def panoptic_depth_inference(
         panoptic: (H, W) int64 panoptic id per pixel, equal to Detectron2's
             ``get_panoptic_segmentation`` (squeezed) for the same arguments.
         segments_info: one dict per panoptic id other than ``void_label``, ascending by id:
-            ``id``, ``category_id`` (id // label_divisor), ``isthing``, ``area`` (pixels) and,
-            with depth, ``depth_valid_pixels`` (pixels with finite depth > 0), ``depth_mean`` and
+            ``id``, ``category_id`` (id // label_divisor), ``isthing``, ``area`` (pixels), for
+            things ``center`` ([y, x] pixels, the instance's center), and, with depth,
+            ``depth_valid_pixels`` (pixels with finite depth > 0), ``depth_mean`` and
             ``depth_median`` (meters, over the valid pixels; NaN when there are none).
     """
     if sem_seg.dim() != 3 or sem_seg.shape[0] != 1:
@@ -238,13 +241,14 @@ def panoptic_depth_inference(
     # its class's entry (void for thing classes) or, for thing pixels, to its center's entry.
     table = torch.where(kept_stuff, classes * label_divisor, void_label)
     table_index = class_index
+    center_of: dict[int, list[int]] = {}
 
     centers = find_instance_center(
         center_heatmap, threshold=threshold, nms_kernel=nms_kernel, top_k=top_k
     )
     thing_y, thing_x = is_thing_class[class_index].nonzero().unbind(1)
     if centers.shape[0] > 0 and thing_y.numel() > 0:
-        nearest = _nearest_center(centers, offsets, thing_y, thing_x)
+        nearest = nearest_center(centers, offsets, thing_y, thing_x)
         thing_rank = (is_thing_class.cumsum(dim=0) - 1)[class_index[thing_y, thing_x]]
         instance_ids = _instance_ids(
             nearest,
@@ -255,6 +259,10 @@ def panoptic_depth_inference(
             void_label,
         )
         table = torch.cat((table, instance_ids))
+        present = instance_ids != void_label
+        center_of = dict(
+            zip(instance_ids[present].tolist(), centers[present].tolist(), strict=True)
+        )
         table_index = class_index.index_put((thing_y, thing_x), nearest + classes.numel())
     panoptic = table[table_index]
 
@@ -276,6 +284,8 @@ def panoptic_depth_inference(
             "isthing": category_id in thing_ids,
             "area": segment_area,
         }
+        if segment_id in center_of:
+            info["center"] = center_of[segment_id]
         if depth_stats:
             count, mean, median = depth_stats
             info.update(depth_valid_pixels=count, depth_mean=mean, depth_median=median)

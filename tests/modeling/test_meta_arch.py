@@ -165,10 +165,46 @@ def test_offsets_are_rescaled_with_the_output_size(batch):
     center = torch.maximum(peak(2.25), peak(10.25))[None]
     target_x = torch.where(xs >= 12, 2.0, 10.0)
     offset = torch.stack([4 - ys, target_x - xs])
-    out = model._postprocess(
-        {"height": 32, "width": 32}, (16, 16), sem, center, offset, torch.ones(1, 16, 16)
-    )
+    maps = {"sem_seg": sem, "center": center, "offset": offset, "depth": torch.ones(1, 16, 16)}
+    out = model._postprocess({"height": 32, "width": 32}, (16, 16), maps)
     panoptic, _ = out["panoptic_seg"]
     left, right = panoptic[0, 31].item(), panoptic[0, 0].item()
     assert left != right and left // 1000 == right // 1000 == 13
     assert (panoptic[:, 24:] == left).all() and (panoptic[:, :24] == right).all()
+
+
+def test_sequence_inference_reuses_features_and_equals_single_frame_outputs(batch):
+    """Per frame, sequence inference gives forward()'s semantic logits, depth and segments (ids
+    aside), running the backbone once per frame and the next-frame branch once per pair."""
+    model = build().eval()
+    torch.manual_seed(1)
+    frames = [{"image": torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8)} for _ in range(3)]
+    calls = {"backbone": 0, "next_frame_head": 0}
+    for name in calls:
+        getattr(model, name).register_forward_hook(
+            lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
+        )
+    outputs = list(model.inference_sequence(frames))
+    assert calls == {"backbone": 3, "next_frame_head": 2}
+    with torch.no_grad():
+        singles = [model([frame])[0] for frame in frames]  # batch 1, the same conv kernels
+
+    def drop_id(segments: list[dict]) -> list[dict]:
+        return sorted(({k: v for k, v in s.items() if k != "id"} for s in segments), key=str)
+
+    for got, want in zip(outputs, singles, strict=True):
+        assert torch.equal(got["sem_seg"], want["sem_seg"])
+        assert torch.equal(got["depth"], want["depth"])
+        assert drop_id(got["panoptic_seg"][1]) == drop_id(want["panoptic_seg"][1])
+        assert set(got) == {"sem_seg", "depth", "panoptic_seg"}
+
+
+def test_sequence_inference_input_errors():
+    model = build().eval()
+    frames = [{"image": torch.zeros(3, 64, 96, dtype=torch.uint8)}] * 2
+    frames.append({"image": torch.zeros(3, 96, 96, dtype=torch.uint8)})
+    with pytest.raises(ValueError, match=r"frame 2 of the sequence has size \(96, 96\)"):
+        list(model.inference_sequence(frames))
+    single = build(**{"MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED": False}).eval()
+    with pytest.raises(ValueError, match="NEXT_FRAME.ENABLED"):
+        list(single.inference_sequence(frames))

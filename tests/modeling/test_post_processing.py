@@ -271,7 +271,7 @@ def test_rounding_tie_for_a_lone_pixel(contiguous_centers):
     )
     pixel_y, pixel_x = torch.tensor([1]), torch.tensor([10])
     expected = group_pixels(centers, offsets)[0, pixel_y, pixel_x] - 1
-    nearest = post_processing._nearest_center(centers, offsets, pixel_y, pixel_x)
+    nearest = post_processing.nearest_center(centers, offsets, pixel_y, pixel_x)
     assert torch.equal(nearest, expected)
 
 
@@ -323,21 +323,24 @@ def test_hand_built_case():
     assert torch.equal(panoptic, expected)
     assert torch.equal(panoptic, detectron2_panoptic(sem, heatmap, offsets, **params))
 
-    def info(pid, cat, thing, area, valid, mean, median):
-        return dict(id=pid, category_id=cat, isthing=thing, area=area, depth_valid_pixels=valid,
-                    depth_mean=mean, depth_median=median)  # fmt: skip
+    def info(pid, cat, thing, area, valid, mean, median, center=None):
+        segment = dict(id=pid, category_id=cat, isthing=thing, area=area,
+                       depth_valid_pixels=valid, depth_mean=mean, depth_median=median)  # fmt: skip
+        return segment if center is None else {**segment, "center": center}
 
     expected_segments = [
         info(R, road, False, 10, 0, nan, nan),
         info(S, sidewalk, False, 18, 15, 471 / 15, 20.0),  # odd count
-        info(P, person, True, 4, 4, 4.25, 3.0),  # even count: (2 + 4) / 2
-        info(C1, car, True, 4, 3, 17 / 3, 5.0),
-        info(C2, car, True, 2, 1, 3.0, 3.0),
+        info(P, person, True, 4, 4, 4.25, 3.0, [2, 6]),  # even count: (2 + 4) / 2
+        info(C1, car, True, 4, 3, 17 / 3, 5.0, [1, 1]),
+        info(C2, car, True, 2, 1, 3.0, 3.0, [1, 8]),
     ]
     assert len(segments) == len(expected_segments)
     for got, want in zip(segments, expected_segments, strict=True):
         assert got.keys() == want.keys()
-        for key in ("id", "category_id", "isthing", "area", "depth_valid_pixels"):
+        for key in ("id", "category_id", "isthing", "area", "depth_valid_pixels", "center"):
+            if key not in want:
+                continue
             assert got[key] == want[key] and type(got[key]) is type(want[key]), key
         for key in ("depth_mean", "depth_median"):
             assert isinstance(got[key], float)
@@ -367,7 +370,8 @@ def test_without_depth_no_depth_keys():
     (sem, heatmap, offsets, _), params = random_case(4, 16, 16)
     _, segments = panoptic_depth_inference(sem, heatmap, offsets, None, **params)
     assert segments
-    assert all(s.keys() == {"id", "category_id", "isthing", "area"} for s in segments)
+    keys = {"id", "category_id", "isthing", "area"}
+    assert all(s.keys() == keys | ({"center"} if s["isthing"] else set()) for s in segments)
 
 
 def test_shape_errors():
