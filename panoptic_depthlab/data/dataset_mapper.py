@@ -46,9 +46,9 @@ class DVPSDatasetMapper:
     A record without a next frame (the last of its sequence) is an error in training; use
     :class:`FramePairTrainingSampler` (as :func:`build_dvps_train_loader` does) to skip them.
 
-    Evaluation (``is_train=False``): no augmentation, original resolution; ``image`` and
-    ``next_image`` only, and ``is_last_frame``: True when the record is the last frame of its
-    sequence, whose ``next_image`` is then the frame itself.
+    Evaluation (``is_train=False``): no augmentation, original resolution; ``image`` only.
+    Sequence inference (:meth:`PanopticDepthLab.inference_sequence`) pairs each frame with the
+    cached features of the previous one, so the next frame is not read here.
 
     The record's own keys (file names, ids, ``height``/``width``) are kept in the output.
     """
@@ -144,13 +144,11 @@ class DVPSDatasetMapper:
         record = copy.copy(dataset_dict)
         image = self._read_image(record["file_name"])
         size = image.shape[:2]
-        nxt = record.get("next_frame")
         if not self.is_train:
-            record["is_last_frame"] = nxt is None
-            next_image = image if nxt is None else self._read_next_image(record, size)
-            record["image"], record["next_image"] = _to_tensor(image), _to_tensor(next_image)
+            record["image"] = _to_tensor(image)
             return record
 
+        nxt = record.get("next_frame")
         if nxt is None:
             raise ValueError(
                 f"{record['file_name']}: the last frame of sequence {record['sequence_id']} has "

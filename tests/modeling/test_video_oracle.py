@@ -8,6 +8,7 @@ tracks have no such gap, which the tests check first; a last test pins the effec
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import cv2
@@ -16,11 +17,15 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from panoptic_depthlab.data import register_dvps_dataset
+from panoptic_depthlab.data import DVPSDatasetMapper, register_dvps_dataset
 from panoptic_depthlab.data.annotations import read_depth, read_panoptic
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from panoptic_depthlab.data.target_generator import DVPSTargetGenerator
-from panoptic_depthlab.evaluation.evaluator import DVPSEvaluator
+from panoptic_depthlab.evaluation import (
+    DVPSEvaluator,
+    evaluate_prediction_files,
+    inference_on_sequences,
+)
 from panoptic_depthlab.modeling import PanopticDepthLab
 from tests.conftest import small_model_cfg
 
@@ -203,3 +208,26 @@ def test_a_full_occlusion_ends_the_track(datasets):
     assert results["DVPQ@k1_l0"] == pytest.approx(100.0)
     assert results["DVPQ@k2_l0"] == pytest.approx(100.0)
     assert results["DVPQ@k3_l0"] < 99.9 and results["DVPQ@k4_l0"] < 99.9
+
+
+def test_video_inference_on_a_registered_dataset_writes_files_that_score_100(datasets, tmp_path):
+    """inference_on_sequences + DVPSEvaluator(output_dir): the written official files give the
+    same DVPQ 100 through the file evaluation behind tools/eval_dvpq.py."""
+    dataset = datasets["cityscapes_dvps"]
+    records = DatasetCatalog.get(dataset)
+    cfg = small_model_cfg(dataset, (records[0]["height"], records[0]["width"]))
+    cfg.MODEL.PANOPTIC_DEEPLAB.CENTER_THRESHOLD = 0.5
+    ordered = sorted(records, key=lambda r: r["frame_index"])  # one sequence
+    model = OracleDepthLab(cfg, perfect_maps(ordered, MetadataCatalog.get(dataset)))
+    evaluator = DVPSEvaluator(dataset, output_dir=str(tmp_path))
+    results = inference_on_sequences(
+        model, dataset, DVPSDatasetMapper(cfg, is_train=False), evaluator
+    )["dvps"]
+    assert results["DVPQ"] == pytest.approx(100.0)
+    files = evaluate_prediction_files(
+        "cityscapes_dvps",
+        os.path.dirname(records[0]["file_name"]),
+        str(tmp_path / "panoptic"),
+        str(tmp_path / "depth"),
+    )
+    assert files["dvpq_mean"]["pq"] == pytest.approx(100.0)
