@@ -3,17 +3,21 @@ so a reader never sees a half-written file and an interrupted write leaves nothi
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["write_bytes_atomic", "write_png_atomic"]
+__all__ = ["write_bytes_atomic", "write_json_atomic", "write_png_atomic"]
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory (created if
+    missing)."""
     directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -30,3 +34,8 @@ def write_png_atomic(path: str, array: np.ndarray) -> None:
     if not ok:
         raise RuntimeError(f"{path}: OpenCV could not encode a {array.dtype} {array.shape} PNG.")
     write_bytes_atomic(path, data.tobytes())
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (NaN is an error)."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())

@@ -25,8 +25,8 @@ from panoptic_depthlab.evaluation.evaluate_files import (
     evaluate_prediction_files,
     format_results_table,
     plot_results,
-    write_json_atomic,
 )
+from panoptic_depthlab.files import write_json_atomic
 
 
 def _parser() -> argparse.ArgumentParser:

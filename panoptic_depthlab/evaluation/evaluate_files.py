@@ -23,7 +23,6 @@ no class to average).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import multiprocessing
@@ -59,7 +58,6 @@ __all__ = [
     "reduce_frame",
     "format_results_table",
     "plot_results",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -395,12 +393,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (directories created)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
 
 
 def _fmt(value: float | None) -> str:

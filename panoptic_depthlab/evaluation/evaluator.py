@@ -15,6 +15,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ..files import write_json_atomic
 from .depth_metrics import DepthMetrics
 from .dvpq import DVPQProtocol, DVPSFrame
 from .evaluate_files import (
@@ -22,7 +23,6 @@ from .evaluate_files import (
     format_results_table,
     new_stq,
     reduce_frame,
-    write_json_atomic,
 )
 from .formats import quantize_depth, read_ground_truth, write_prediction
 
