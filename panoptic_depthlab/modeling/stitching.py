@@ -25,58 +25,42 @@ import torch
 
 from .post_processing import nearest_center
 
-__all__ = ["InstanceTracker", "match_instances", "next_frame_view"]
+__all__ = ["InstanceTracker", "match_instances"]
 
 
-def next_frame_view(
-    thing_mask: torch.Tensor,
-    next_offset: torch.Tensor,
-    centers: torch.Tensor,
-    track_ids: torch.Tensor,
-    void_label: int,
+def _relabel(
+    panoptic: torch.Tensor, ids: torch.Tensor, values: torch.Tensor, void_label: int, fill: int
 ) -> torch.Tensor:
-    """Frame t+1's thing pixels labelled with the ids of frame t's instances.
+    """``values`` of each pixel's segment (``fill`` on void), by one dense table gather.
 
     Args:
-        thing_mask: (H, W) bool, the thing pixels of frame t+1.
-        next_offset: (2, H, W) float offsets (y, x) from each pixel of frame t+1 to its
-            instance's center in frame t, pixels.
-        centers: (K, 2) int64 centers (y, x) of frame t's instances, pixels.
-        track_ids: (K,) int64 sequence id of each of those instances.
-        void_label: id of the pixels that are not things (all pixels when K = 0).
-
-    Returns:
-        (H, W) int64: the id of the nearest frame-t center of each thing pixel, else void.
+        panoptic: int64 ids, any shape; each one of ``ids`` or ``void_label``.
+        ids: (S,) int64 segment ids.
+        values: (S,) int64 value of each segment.
     """
-    view = torch.full(thing_mask.shape, void_label, dtype=torch.int64, device=thing_mask.device)
-    pixel_y, pixel_x = thing_mask.nonzero().unbind(1)
-    if centers.shape[0] > 0 and pixel_y.numel() > 0:
-        nearest = nearest_center(centers, next_offset, pixel_y, pixel_x)
-        view[pixel_y, pixel_x] = track_ids[nearest]
-    return view
-
-
-def _index_of(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Position of each value among sorted ``ids`` (K,), and whether it is there at all."""
-    if ids.numel() == 0:
-        return torch.zeros_like(values), torch.zeros_like(values, dtype=torch.bool)
-    index = torch.searchsorted(ids, values).clamp_(max=ids.numel() - 1)
-    return index, ids[index] == values
+    low = min(int(ids.min()), void_label) if ids.numel() else void_label
+    high = max(int(ids.max()), void_label) if ids.numel() else void_label
+    table = torch.full((high - low + 1,), fill, dtype=torch.int64, device=ids.device)
+    table[ids - low] = values
+    return table.index_select(0, (panoptic - low).flatten()).view_as(panoptic)  # faster than []
 
 
 def match_instances(
-    panoptic: torch.Tensor,
+    own: torch.Tensor,
+    track: torch.Tensor,
     instance_ids: torch.Tensor,
-    view: torch.Tensor,
     track_ids: torch.Tensor,
     label_divisor: int,
 ) -> torch.Tensor:
     """Mutual best IoU matching of frame t+1's instances to frame t's tracks, class by class.
 
+    Both views cover the same pixels, the thing pixels of frame t+1: each has an own instance,
+    and a track (its nearest frame-t center through the next-frame offsets).
+
     Args:
-        panoptic: (H, W) int64 own panoptic prediction of frame t+1.
-        instance_ids: (J,) int64 ascending ids of its thing instances.
-        view: (H, W) int64 next-frame view (:func:`next_frame_view`).
+        own: (N,) int64 index in ``instance_ids`` of each thing pixel's own instance.
+        track: (N,) int64 index in ``track_ids`` of each thing pixel's track.
+        instance_ids: (J,) int64 ascending ids of frame t+1's instances.
         track_ids: (K,) int64 ascending ids of frame t's instances.
         label_divisor: class = id // label_divisor.
 
@@ -84,24 +68,19 @@ def match_instances(
         (J,) int64: for each instance the index in ``track_ids`` of its match, -1 for none.
     """
     num_own, num_tracks = instance_ids.numel(), track_ids.numel()
-    unmatched = torch.full((num_own,), -1, dtype=torch.int64, device=panoptic.device)
+    unmatched = torch.full((num_own,), -1, dtype=torch.int64, device=own.device)
     if num_own == 0 or num_tracks == 0:
         return unmatched
-    own, on_own = _index_of(panoptic.flatten(), instance_ids)
-    track, on_track = _index_of(view.flatten(), track_ids)
-    own_area = torch.bincount(own[on_own], minlength=num_own)
-    track_area = torch.bincount(track[on_track], minlength=num_tracks)
-    both = on_own & on_track
-    intersection = torch.bincount(
-        own[both] * num_tracks + track[both], minlength=num_own * num_tracks
-    )
+    own_area = torch.bincount(own, minlength=num_own)
+    track_area = torch.bincount(track, minlength=num_tracks)
+    intersection = torch.bincount(own * num_tracks + track, minlength=num_own * num_tracks)
     intersection = intersection.view(num_own, num_tracks).double()
     iou = intersection / (own_area[:, None] + track_area[None, :] - intersection)
     same_class = (instance_ids // label_divisor)[:, None] == (track_ids // label_divisor)[None, :]
     iou = torch.where(same_class & (intersection > 0), iou, 0.0)
     best_track = iou.argmax(dim=1)  # argmax takes the first maximum: the smaller id on ties
     best_own = iou.argmax(dim=0)
-    rows = torch.arange(num_own, device=panoptic.device)
+    rows = torch.arange(num_own, device=own.device)
     mutual = (best_own[best_track] == rows) & (iou[rows, best_track] > 0)
     return torch.where(mutual, best_track, unmatched)
 
@@ -156,28 +135,39 @@ class InstanceTracker:
             other key unchanged).
         """
         segments_info = sorted(segments_info, key=lambda s: s["id"])
-        ids = torch.tensor([s["id"] for s in segments_info], dtype=torch.int64)
-        is_thing = torch.tensor([bool(s["isthing"]) for s in segments_info], dtype=torch.bool)
+        device, width = panoptic.device, panoptic.shape[1]
+        ids = torch.tensor([s["id"] for s in segments_info], dtype=torch.int64, device=device)
+        is_thing = torch.tensor([bool(s["isthing"]) for s in segments_info], device=device)
         instance_ids = ids[is_thing]
-        match = torch.full((instance_ids.numel(),), -1, dtype=torch.int64)
-        if next_offset is not None:
-            index, on_segment = _index_of(panoptic.cpu(), ids)
-            thing_mask = on_segment & is_thing[index]
-            view = next_frame_view(
-                thing_mask, next_offset.cpu(), self._centers, self._track_ids, self.void_label
+        # Thing pixels (flat indices) and the index of each one's instance in instance_ids.
+        instance_index = torch.full_like(ids, -1)
+        instance_index[is_thing] = torch.arange(instance_ids.numel(), device=device)
+        own = _relabel(panoptic.flatten(), ids, instance_index, self.void_label, -1)
+        thing_pixels = (own >= 0).nonzero().squeeze(1)
+        own = own[thing_pixels]
+        match = torch.full((instance_ids.numel(),), -1, dtype=torch.int64, device=device)
+        if next_offset is not None and thing_pixels.numel() > 0 and self._track_ids.numel() > 0:
+            track = nearest_center(
+                self._centers.to(device), next_offset, thing_pixels // width, thing_pixels % width
             )
             match = match_instances(
-                panoptic.cpu(), instance_ids, view, self._track_ids, self.label_divisor
+                own, track, instance_ids, self._track_ids.to(device), self.label_divisor
             )
-        new_instance_ids = [
-            self._track_ids[m].item() if m >= 0 else self._fresh_id(i // self.label_divisor)
-            for i, m in zip(instance_ids.tolist(), match.tolist(), strict=True)
-        ]
+        new_instance_ids = torch.tensor(
+            [
+                self._track_ids[m].item() if m >= 0 else self._fresh_id(i // self.label_divisor)
+                for i, m in zip(instance_ids.tolist(), match.tolist(), strict=True)
+            ],
+            dtype=torch.int64,
+            device=device,
+        )
         new_ids = ids.clone()
-        new_ids[is_thing] = torch.tensor(new_instance_ids, dtype=torch.int64)
-
-        index, on_segment = _index_of(panoptic, ids.to(panoptic.device))
-        relabelled = torch.where(on_segment, new_ids.to(panoptic.device)[index], self.void_label)
+        new_ids[is_thing] = new_instance_ids
+        relabelled = panoptic
+        if not torch.equal(new_ids, ids):  # only thing pixels change
+            relabelled = panoptic.flatten().clone()
+            relabelled[thing_pixels] = new_instance_ids[own]
+            relabelled = relabelled.view_as(panoptic)
         segments = sorted(
             ({**s, "id": i} for s, i in zip(segments_info, new_ids.tolist(), strict=True)),
             key=lambda s: s["id"],

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from panoptic_depthlab.modeling.stitching import InstanceTracker, match_instances, next_frame_view
+from panoptic_depthlab.modeling.stitching import InstanceTracker, match_instances
 
 DIV = 1000
 ROAD, PERSON, CAR = 0, 11, 13
@@ -191,18 +191,17 @@ def test_instance_numbers_beyond_the_label_divisor_are_an_error():
         tracker.update(panoptic, segments, None)  # no link to the previous frame
 
 
-def test_next_frame_view_and_match():
-    thing = torch.zeros(SHAPE, dtype=torch.bool)
-    thing[2:6, 2:10] = True
-    offset = torch.zeros(2, *SHAPE)
-    offset[1, 2:6, 2:6] = 30.0  # the left half points far right
-    centers = torch.tensor([[4, 4], [4, 36]])
-    view = next_frame_view(thing, offset, centers, torch.tensor([13001, 13007]), -1)
-    assert (view[2:6, 2:6] == 13007).all() and (view[2:6, 6:10] == 13001).all()
-    assert (view[~thing] == -1).all()
-    panoptic = torch.full(SHAPE, -1, dtype=torch.int64)
-    panoptic[2:6, 2:10] = 13002
-    match = match_instances(
-        panoptic, torch.tensor([13002]), view, torch.tensor([13001, 13007]), DIV
-    )
-    assert match.tolist() == [0]  # equal IoU (16 / 32) with both: the smaller track id
+def test_match_instances():
+    """Two own instances (0, 1) and three tracks (0: car, 1: car, 2: person) over 10 pixels."""
+    own = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    track = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
+    cars = torch.tensor([13001, 13002])
+    tracks = torch.tensor([13001, 13005, 11003])
+    # IoU: own 0 ~ track 0: 3/6, ~ track 1: 3/8; own 1 ~ track 1: 2/7 (~ track 2: other class).
+    # Own 0 and track 0 match; own 1's best, track 1, prefers own 0 (3/8 > 2/7): no match.
+    assert match_instances(own, track, cars, tracks, DIV).tolist() == [0, -1]
+    # Equal IoU with two tracks: the smaller track id.
+    own, track = torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 1, 1])
+    assert match_instances(own, track, cars[:1], tracks[:2], DIV).tolist() == [0]
+    # Another class only: no match.
+    assert match_instances(own, track * 0 + 2, cars[:1], tracks, DIV).tolist() == [-1]
