@@ -8,10 +8,10 @@
    reference implementation does, would cost about 2x. Goal: ratio <= 1.3.
 2. Time of ``InstanceTracker.update`` (next-frame view + matching + relabelling) against the
    post-processing (``panoptic_depth_inference`` with depth statistics) of the same frame, at
-   1024x2048, on perfect network outputs made from a synthetic sequence's ground truth (about
-   30 instances a frame). Goal: ratio <= 0.15.
+   1024x2048, on perfect network outputs made from a synthetic sequence's ground truth (the
+   script prints the instances per frame). Goal: ratio <= 0.15.
 
-    .venv/bin/python benchmarks/video_inference.py [--frames 6] [--rounds 2]
+    .venv/bin/python benchmarks/video_inference.py [--frames 6] [--rounds 3]
 
 Both alternate their two contenders so that machine noise hits them alike; times are medians.
 """
@@ -121,7 +121,7 @@ def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     with tempfile.TemporaryDirectory() as directory:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from detectron2.modeling import build_model
 from tqdm import tqdm
 
 from .checkpoint import PanopticDepthLabCheckpointer
+from .data.datasets.dvps import SEMKITTI_DEPTH_NAME
 from .evaluation.formats import IMAGE_SUFFIX, write_prediction
 from .files import write_json_atomic, write_png_atomic
 from .pointcloud import frame_point_cloud
@@ -53,7 +53,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Frames per second of the MP4 made from a folder of frames.
 FOLDER_FPS = 10.0
-_SEMKITTI_DEPTH = re.compile(r"_depth_(?P<focal>\d+(\.\d+)?)\.png$")
 
 
 class DemoInputError(ValueError):
@@ -178,7 +177,7 @@ def focal_length_of(image_file: str | None) -> float | None:
         return None
     prefix = image_file[: -len(IMAGE_SUFFIX)]
     for candidate in sorted(glob.glob(glob.escape(prefix) + "_depth_*.png")):
-        match = _SEMKITTI_DEPTH.search(candidate)
+        match = SEMKITTI_DEPTH_NAME.match(os.path.basename(candidate))
         if match:
             return float(match["focal"])
     return None

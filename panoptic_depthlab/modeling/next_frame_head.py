@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.layers import Conv2d, DepthwiseSeparableConv2d, ShapeSpec
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 from torch import nn
 from torch.nn import functional as F
@@ -21,7 +21,9 @@ class NextFrameHead(DeepLabV3PlusHead):
 
     Its own ASPP reads the channel concatenation of the deepest features of frames t and t+1;
     its decoder takes the low-level features of frame t+1. Sizes follow the instance branch
-    (``MODEL.INS_EMBED_HEAD``); weights are separate.
+    (``MODEL.INS_EMBED_HEAD``); weights are separate. Like Detectron2's offset head, the head
+    before the predictor is one 5x5 depthwise-separable conv when
+    ``MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV``, else two 3x3 convs.
     """
 
     @configurable
@@ -33,6 +35,7 @@ class NextFrameHead(DeepLabV3PlusHead):
         norm: str | Callable,
         head_channels: int,
         loss_weight: float,
+        use_depthwise_separable_conv: bool = False,
         **kwargs,
     ):
         """``input_shape`` is the backbone's; the deepest feature's channels are doubled here."""
@@ -40,10 +43,28 @@ class NextFrameHead(DeepLabV3PlusHead):
         shape = dict(input_shape)
         spec = input_shape[deepest]
         shape[deepest] = ShapeSpec(channels=2 * spec.channels, stride=spec.stride)
-        super().__init__(shape, decoder_channels=decoder_channels, norm=norm, **kwargs)
+        super().__init__(
+            shape,
+            decoder_channels=decoder_channels,
+            norm=norm,
+            use_depthwise_separable_conv=use_depthwise_separable_conv,
+            **kwargs,
+        )
         self.deepest = deepest
         self.next_loss_weight = loss_weight
-        self.offset_head = conv_head(decoder_channels[0], head_channels, norm)
+        if use_depthwise_separable_conv:
+            self.offset_head = DepthwiseSeparableConv2d(
+                decoder_channels[0],
+                head_channels,
+                kernel_size=5,
+                padding=2,
+                norm1=norm,
+                activation1=F.relu,
+                norm2=norm,
+                activation2=F.relu,
+            )
+        else:
+            self.offset_head = conv_head(decoder_channels[0], head_channels, norm)
         self.offset_predictor = Conv2d(head_channels, 2, kernel_size=1)
         nn.init.normal_(self.offset_predictor.weight, 0, 0.001)
         nn.init.constant_(self.offset_predictor.bias, 0)

@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
-__all__ = ["load_dvps_split", "register_dvps_dataset"]
+__all__ = ["SEMKITTI_DEPTH_NAME", "load_dvps_split", "register_dvps_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _CITYSCAPES_IMAGE = re.compile(
 _CITYSCAPES_LABEL = re.compile(r"^(?P<prefix>.+)_(gtFine_instanceTrainIds|depth)\.png$")
 _SEMKITTI_IMAGE = re.compile(r"^(?P<prefix>(?P<seq>\d{6})_(?P<frame>\d{6}))_leftImg8bit\.png$")
 _SEMKITTI_LABEL = re.compile(r"^(?P<prefix>.+)_(gtFine_class|gtFine_instance|depth_[^_]*)\.png$")
-_SEMKITTI_DEPTH = re.compile(r"^(?P<prefix>\d{6}_\d{6})_depth_(?P<focal>\d+(\.\d+)?)\.png$")
+SEMKITTI_DEPTH_NAME = re.compile(r"^(?P<prefix>\d{6}_\d{6})_depth_(?P<focal>\d+(\.\d+)?)\.png$")
 
 # Per label key: the PIL modes accepted and what to call them in an error message.
 _LABEL_KINDS = {
@@ -82,7 +82,7 @@ def _semkitti_frames(split_dir: str, names: list[str]) -> list[dict[str, Any]]:
     """Records (without next-frame links) of a SemKITTI-DVPS split directory."""
     depth_files = defaultdict(list)
     for name in names:
-        m = _SEMKITTI_DEPTH.match(name)
+        m = SEMKITTI_DEPTH_NAME.match(name)
         if m is not None:
             depth_files[m["prefix"]].append((name, float(m["focal"])))
     records = []
