@@ -276,8 +276,7 @@ def run_demo(
     """
     model = build_demo_model(cfg)
     meta = model.meta
-    dataset_format = getattr(meta, "dataset_format", None)
-    if dataset_format is None:
+    if getattr(meta, "dataset_format", None) is None:
         raise DemoInputError(
             f"DATASETS.TEST[0] / DATASETS.TRAIN[0] = {cfg.DATASETS.TRAIN[0]!r} is not a "
             "registered DVPS dataset; the demo needs its classes and prediction format."
@@ -299,7 +298,12 @@ def run_demo(
                 os.makedirs(root, exist_ok=True)
                 for output in model.inference_sequence(_model_inputs(sequence, bgr, pending)):
                     name, image, source = pending.pop(0)
-                    picture = _write_frame(root, name, image, source, output, meta, dataset_format)
+                    panoptic = output["panoptic_seg"][0].cpu().numpy()
+                    segments_info = output["panoptic_seg"][1]
+                    depth = output["depth"].cpu().numpy()
+                    picture = _write_frame(
+                        root, name, image, source, panoptic, segments_info, depth, meta
+                    )
                     if video is not None:
                         video.write(picture)
                     if pointcloud:
@@ -310,12 +314,11 @@ def run_demo(
                                 "--focal-length (pixels) or use SemKITTI-DVPS frames whose "
                                 "depth file names carry it."
                             )
-                        panoptic = output["panoptic_seg"][0].cpu().numpy()
                         frame_point_cloud(
                             os.path.join(root, "pointcloud", f"{name}.ply"),
                             image,
                             panoptic,
-                            output["depth"].cpu().numpy(),
+                            depth,
                             focal,
                             meta.label_divisor,
                         )
@@ -334,14 +337,16 @@ def _write_frame(
     name: str,
     image: np.ndarray,
     source: str | None,
-    output: dict[str, Any],
+    panoptic: np.ndarray,
+    segments_info: list[dict[str, Any]],
+    depth: np.ndarray,
     meta: Any,
-    dataset_format: str,
 ) -> np.ndarray:
-    """Write one frame's picture, official files and JSON; return the picture (RGB)."""
-    panoptic_t, segments_info = output["panoptic_seg"]
-    panoptic = panoptic_t.cpu().numpy()
-    depth = output["depth"].cpu().numpy()
+    """Write one frame's picture, official files and JSON; return the picture (RGB).
+
+    Args:
+        panoptic: (H, W) int64 sequence ids, -1 = void; ``depth``: (H, W) meters.
+    """
     picture = visualize_frame(image, panoptic, segments_info, depth, meta)
     write_png_atomic(os.path.join(root, "vis", f"{name}.png"), picture[..., ::-1])
     divisor = meta.label_divisor
@@ -350,7 +355,7 @@ def _write_frame(
         os.path.join(root, "panoptic"),
         os.path.join(root, "depth"),
         _official_name(name),
-        dataset_format,
+        meta.dataset_format,
         np.where(void, meta.num_classes, panoptic // divisor),
         np.where(void, 0, panoptic % divisor),
         depth,

@@ -28,21 +28,28 @@ from .post_processing import nearest_center
 __all__ = ["InstanceTracker", "match_instances"]
 
 
-def _relabel(
-    panoptic: torch.Tensor, ids: torch.Tensor, values: torch.Tensor, void_label: int, fill: int
-) -> torch.Tensor:
-    """``values`` of each pixel's segment (``fill`` on void), by one dense table gather.
+def _thing_pixels(
+    panoptic: torch.Tensor, ids: torch.Tensor, is_thing: torch.Tensor, void_label: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The thing pixels of a panoptic map and the instance each belongs to.
 
     Args:
-        panoptic: int64 ids, any shape; each one of ``ids`` or ``void_label``.
+        panoptic: (H, W) int64; every pixel is one of ``ids`` or ``void_label``.
         ids: (S,) int64 segment ids.
-        values: (S,) int64 value of each segment.
+        is_thing: (S,) bool, which segments are thing instances.
+
+    Returns:
+        (N,) int64 flat indices of the thing pixels, and (N,) int64 index of each one's
+        instance among ``ids[is_thing]``. Segments are looked up by one dense table gather
+        (``index_select``: on CPU about twice as fast as indexing with ``[]``).
     """
     low = min(int(ids.min()), void_label) if ids.numel() else void_label
     high = max(int(ids.max()), void_label) if ids.numel() else void_label
-    table = torch.full((high - low + 1,), fill, dtype=torch.int64, device=ids.device)
-    table[ids - low] = values
-    return table.index_select(0, (panoptic - low).flatten()).view_as(panoptic)  # faster than []
+    table = torch.full((high - low + 1,), -1, dtype=torch.int64, device=ids.device)
+    table[ids[is_thing] - low] = torch.arange(int(is_thing.sum()), device=ids.device)
+    instance = table.index_select(0, (panoptic - low).flatten())
+    pixels = (instance >= 0).nonzero().squeeze(1)
+    return pixels, instance[pixels]
 
 
 def match_instances(
@@ -139,12 +146,7 @@ class InstanceTracker:
         ids = torch.tensor([s["id"] for s in segments_info], dtype=torch.int64, device=device)
         is_thing = torch.tensor([bool(s["isthing"]) for s in segments_info], device=device)
         instance_ids = ids[is_thing]
-        # Thing pixels (flat indices) and the index of each one's instance in instance_ids.
-        instance_index = torch.full_like(ids, -1)
-        instance_index[is_thing] = torch.arange(instance_ids.numel(), device=device)
-        own = _relabel(panoptic.flatten(), ids, instance_index, self.void_label, -1)
-        thing_pixels = (own >= 0).nonzero().squeeze(1)
-        own = own[thing_pixels]
+        thing_pixels, own = _thing_pixels(panoptic, ids, is_thing, self.void_label)
         match = torch.full((instance_ids.numel(),), -1, dtype=torch.int64, device=device)
         if next_offset is not None and thing_pixels.numel() > 0 and self._track_ids.numel() > 0:
             track = nearest_center(
