@@ -45,6 +45,16 @@ class MissingCompiledOps(types.ModuleType):
         self.__file__ = None
         self._reason = reason
 
+    # Informational functions, called by Detectron2's collect_env_info (default_setup's log).
+    def get_compiler_version(self) -> str:
+        return f"none: no compiled extension ({self._reason})"
+
+    def get_cuda_version(self) -> str:
+        return "none: no compiled extension"
+
+    def has_cuda(self) -> bool:
+        return False
+
     def __getattr__(self, op: str):
         if op.startswith("__") and op.endswith("__"):
             raise AttributeError(op)

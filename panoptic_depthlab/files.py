@@ -3,29 +3,42 @@ so a reader never sees a half-written file and an interrupted write leaves nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import cv2
 import numpy as np
 
-__all__ = ["write_bytes_atomic", "write_json_atomic", "write_png_atomic"]
+__all__ = ["open_atomic", "write_bytes_atomic", "write_json_atomic", "write_png_atomic"]
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory (created if
-    missing)."""
+@contextlib.contextmanager
+def open_atomic(path: str, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` (its directory is created if missing) for writing;
+    it is renamed to ``path`` when the block ends without an error, and removed otherwise.
+
+    A process killed inside the block leaves ``path`` as it was (a hidden ``.<name>.<pid>.tmp``
+    may remain beside it).
+    """
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open(tmp, mode) as f:
+            yield f
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`open_atomic`."""
+    with open_atomic(path) as f:
+        f.write(data)
 
 
 def write_png_atomic(path: str, array: np.ndarray) -> None:

@@ -256,7 +256,8 @@ def panoptic_overlay(
             weight[index] = _OVERLAY_ALPHA
     alpha = weight[inverse][..., None]
     blended = (1 - alpha) * image.astype(np.float32) + alpha * palette[inverse]
-    canvas = np.round(blended).astype(np.uint8)
+    # C order: OpenCV draws only on contiguous arrays (astype keeps a transposed image's layout)
+    canvas = np.round(blended).astype(np.uint8, order="C")
     canvas[segment_boundaries(panoptic)] = _WHITE
 
     _draw_labels(canvas, segments_info, metadata["stuff_classes"], _font_scale(size[0]))

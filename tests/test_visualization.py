@@ -320,3 +320,12 @@ def test_shape_mismatch_raises():
         panoptic_overlay(image[..., 0], panoptic, segments_info, META)
     with pytest.raises(ValueError, match="max_depth is 0.0"):
         depth_colormap(np.ones((H, W), np.float32), 0.0)
+
+
+def test_labels_drawn_on_a_transposed_image_view():
+    # A (3, H, W) model input seen as (H, W, 3) is not C-contiguous; OpenCV refuses such arrays.
+    image, panoptic, segments = single_thing_frame(12.4, [32, 64])
+    view = np.ascontiguousarray(image.transpose(2, 0, 1)).transpose(1, 2, 0)
+    assert not view.flags.c_contiguous
+    overlay = panoptic_overlay(view, panoptic, segments, META)
+    np.testing.assert_array_equal(overlay, panoptic_overlay(image, panoptic, segments, META))

@@ -116,3 +116,39 @@ def test_class_predictor_shape_mismatch_is_reported(tmp_path, caplog):
     row = next(line for line in table.splitlines() if line.startswith("| sem_seg_head"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "partly loaded" and cells[4] == "2"  # predictor weight and bias
+
+
+class _Unpicklable:
+    """A checkpointable whose state cannot be pickled: torch.save fails in the middle."""
+
+    def state_dict(self):
+        return {"tensor": torch.zeros(1000), "function": lambda: None}
+
+
+def test_failed_save_leaves_the_last_checkpoint_and_tag_intact(tmp_path):
+    model = fresh_model()
+    PanopticDepthLabCheckpointer(model, str(tmp_path)).save("model_0000001")
+    good = (tmp_path / "model_0000001.pth").read_bytes()
+    broken = PanopticDepthLabCheckpointer(model, str(tmp_path), extra=_Unpicklable())
+    with pytest.raises(Exception, match="pickle"):
+        broken.save("model_0000003")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000001.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert (tmp_path / "model_0000001.pth").read_bytes() == good
+    resumed = PanopticDepthLabCheckpointer(fresh_model(), str(tmp_path))
+    resumed.resume_or_load("", resume=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+class _Custom:
+    pass
+
+
+def test_pth_with_python_objects_is_refused_with_the_file_name(tmp_path):
+    path = tmp_path / "untrusted.pth"
+    torch.save({"model": fresh_model().state_dict(), "extra": _Custom()}, path)
+    with pytest.raises(
+        ValueError, match=r"untrusted\.pth: cannot be loaded with torch\.load\(weights_only=True\)"
+    ):
+        PanopticDepthLabCheckpointer(fresh_model()).load(str(path))

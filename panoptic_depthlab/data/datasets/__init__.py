@@ -1,12 +1,13 @@
 """DVPS datasets in Detectron2's DatasetCatalog and MetadataCatalog."""
 
 from .builtin import BUILTIN_DVPS_DATASETS, register_all_dvps
-from .dvps import load_dvps_split, register_dvps_dataset
+from .dvps import check_dvps_dataset, load_dvps_split, register_dvps_dataset
 from .metadata import DVPS_FORMATS, dvps_metadata
 
 __all__ = [
     "BUILTIN_DVPS_DATASETS",
     "DVPS_FORMATS",
+    "check_dvps_dataset",
     "dvps_metadata",
     "load_dvps_split",
     "register_all_dvps",

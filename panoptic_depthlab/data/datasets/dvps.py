@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
-__all__ = ["SEMKITTI_DEPTH_NAME", "load_dvps_split", "register_dvps_dataset"]
+__all__ = ["SEMKITTI_DEPTH_NAME", "check_dvps_dataset", "load_dvps_split", "register_dvps_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +243,18 @@ def load_dvps_split(
         split_dir,
     )
     return records
+
+
+def check_dvps_dataset(name: str) -> None:
+    """Raise ``FileNotFoundError`` (the expected path, ``DETECTRON2_DATASETS`` and
+    datasets/README.md) if the split directory of the registered DVPS dataset ``name`` is
+    missing; a cheap check that reads no file. Datasets registered otherwise are not checked."""
+    meta = MetadataCatalog.get(name)
+    if getattr(meta, "evaluator_type", None) != "dvps":
+        return
+    split_dir = os.path.join(meta.dataset_root, "video_sequence", meta.split)
+    if not os.path.isdir(split_dir):
+        raise FileNotFoundError(_missing_split_message(name, split_dir))
 
 
 def register_dvps_dataset(name: str, root: str, split: str, dataset_format: str) -> None:

@@ -1,0 +1,14 @@
+"""Training: the DVPS trainer, its hooks, and the setup shared by ``tools/train_net.py``."""
+
+from .hooks import PredictionImageHook
+from .setup import LaunchError, check_launch, load_config, setup
+from .trainer import DVPSTrainer
+
+__all__ = [
+    "DVPSTrainer",
+    "LaunchError",
+    "PredictionImageHook",
+    "check_launch",
+    "load_config",
+    "setup",
+]

@@ -1,0 +1,139 @@
+"""``DVPSTrainer``: Detectron2's ``DefaultTrainer`` for PanopticDepthLab on DVPS datasets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.projects.deeplab import build_lr_scheduler
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+
+from ..checkpoint import PanopticDepthLabCheckpointer
+from ..data import DVPSDatasetMapper, build_dvps_train_loader
+from ..evaluation import DVPSEvaluator, inference_on_sequences
+from .hooks import PredictionImageHook
+
+__all__ = ["DVPSTrainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class DVPSTrainer(DefaultTrainer):
+    """Detectron2's default training loop, hooks and writers with the DVPS parts:
+
+    * data: frame pairs from :func:`build_dvps_train_loader` (``DVPSDatasetMapper``);
+    * solver: ``SOLVER.OPTIMIZER`` ``"ADAM"`` (as Detectron2's Panoptic-DeepLab project) or
+      ``"SGD"``, with ``SOLVER.CLIP_GRADIENTS``; the LR schedule of Detectron2's DeepLab project
+      (``WarmupPolyLR``, or any Detectron2 scheduler name);
+    * evaluation (``--eval-only`` and every ``TEST.EVAL_PERIOD`` iterations): video inference
+      over each ``DATASETS.TEST`` dataset into :class:`DVPSEvaluator`, which writes the official
+      prediction files and ``dvps_results.json`` under ``OUTPUT_DIR/inference/<dataset>/``;
+    * writers: Detectron2's console, ``metrics.json`` and TensorBoard writers, which record
+      every loss term as its own curve; every ``VIS_PERIOD`` iterations a prediction picture of
+      the first test frame goes to TensorBoard (:class:`PredictionImageHook`);
+    * checkpoints: :class:`PanopticDepthLabCheckpointer` (atomic saves, ``weights_only`` loads);
+    * a NaN or infinite loss stops training with the iteration, the loss terms and the last
+      good checkpoint.
+
+    The constructor assembles the same parts as ``DefaultTrainer.__init__``, with two
+    differences that DefaultTrainer cannot be told: DistributedDataParallel gets
+    ``device_ids=None`` for a CPU model (gloo processes), and the checkpointer is the one above.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        TrainerBase.__init__(self)
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cpu = torch.device(cfg.MODEL.DEVICE).type == "cpu"
+        device_ids = None if on_cpu else [comm.get_local_rank()]
+        # BatchNorm buffers stay per-process in training, as in DefaultTrainer
+        model = create_ddp_model(model, device_ids=device_ids, forward_sync_buffers=False)
+        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_class(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = PanopticDepthLabCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self) -> list:
+        hooks = super().build_hooks()
+        if self.cfg.VIS_PERIOD > 0 and self.cfg.DATASETS.TEST:
+            mapper = DVPSDatasetMapper(self.cfg, is_train=False)
+            # before the writers (last in the list), so a picture is written with its iteration
+            hooks.insert(
+                -1, PredictionImageHook(self.cfg.VIS_PERIOD, self.cfg.DATASETS.TEST[0], mapper)
+            )
+        return hooks
+
+    def run_step(self) -> None:
+        try:
+            super().run_step()
+        except FloatingPointError as e:
+            if self.checkpointer.has_checkpoint():
+                last = f"the last good checkpoint is {self.checkpointer.get_checkpoint_file()}"
+            else:
+                last = (
+                    f"no checkpoint was saved before it (SOLVER.CHECKPOINT_PERIOD = "
+                    f"{self.cfg.SOLVER.CHECKPOINT_PERIOD})"
+                )
+            message = (
+                f"{e}\nTraining stopped; {last}. Lower SOLVER.BASE_LR or enable "
+                "SOLVER.CLIP_GRADIENTS, then continue with --resume."
+            )
+            logger.error(message)
+            raise FloatingPointError(message) from e
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        return build_dvps_train_loader(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+        name = cfg.SOLVER.OPTIMIZER.upper()
+        if name == "SGD":
+            return super().build_optimizer(cfg, model)
+        if name != "ADAM":
+            raise ValueError(f"SOLVER.OPTIMIZER = {cfg.SOLVER.OPTIMIZER!r}; expected ADAM or SGD.")
+        params = get_default_optimizer_params(
+            model,
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+        )
+        return maybe_add_gradient_clipping(cfg, torch.optim.Adam)(params, lr=cfg.SOLVER.BASE_LR)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict:
+        """Evaluate ``model`` on every ``DATASETS.TEST`` dataset by video inference.
+
+        Returns:
+            Detectron2's convention: ``{dataset: {"dvps": {metric: value}}}``, or the inner
+            dict when there is one dataset. Only the main process gets the numbers.
+        """
+        if evaluators is not None:
+            raise ValueError("DVPSTrainer.test builds its own DVPSEvaluator per dataset.")
+        results = OrderedDict()
+        if not cfg.DATASETS.TEST:  # Detectron2's EvalHook also calls this after training
+            return results
+        mapper = DVPSDatasetMapper(cfg, is_train=False)
+        for name in cfg.DATASETS.TEST:
+            evaluator = DVPSEvaluator(name, os.path.join(cfg.OUTPUT_DIR, "inference", name))
+            results[name] = inference_on_sequences(model, name, mapper, evaluator)
+        return next(iter(results.values())) if len(results) == 1 else results
