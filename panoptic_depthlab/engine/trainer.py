@@ -33,7 +33,8 @@ class DVPSTrainer(DefaultTrainer):
     * solver: ``SOLVER.OPTIMIZER`` ``"ADAM"`` (as Detectron2's Panoptic-DeepLab project) or
       ``"SGD"``, with ``SOLVER.CLIP_GRADIENTS``; the LR schedule of Detectron2's DeepLab project
       (``WarmupPolyLR``, or any Detectron2 scheduler name);
-    * evaluation (``--eval-only`` and every ``TEST.EVAL_PERIOD`` iterations): video inference
+    * evaluation (``--eval-only``, every ``TEST.EVAL_PERIOD`` iterations, and after the last
+      iteration, as Detectron2's ``EvalHook`` does): video inference
       over each ``DATASETS.TEST`` dataset into :class:`DVPSEvaluator`, which writes the official
       prediction files and ``dvps_results.json`` under ``OUTPUT_DIR/inference/<dataset>/``;
     * writers: Detectron2's console, ``metrics.json`` and TensorBoard writers, which record
