@@ -54,15 +54,19 @@ def check_launch(cfg: CfgNode, args: argparse.Namespace) -> None:
     keys = [("DATASETS.TEST", cfg.DATASETS.TEST)]
     if not args.eval_only:
         keys.insert(0, ("DATASETS.TRAIN", cfg.DATASETS.TRAIN))
+    # Every name is checked before any directory: a misspelt name is the cause to report first.
+    registered = set(DatasetCatalog.list())
     for key, names in keys:
         for name in names:
-            if name not in DatasetCatalog.list():
+            if name not in registered:
                 raise LaunchError(
                     f"{key} names {name!r}, which is not a registered dataset. Built-in DVPS "
                     "datasets: cityscapes_dvps_*, semkitti_dvps_*, synthetic_cityscapes_dvps_*, "
                     "synthetic_semkitti_dvps_* (train / val); others are registered with "
                     "panoptic_depthlab.data.register_dvps_dataset."
                 )
+    for _, names in keys:
+        for name in names:
             try:
                 check_dvps_dataset(name)
             except FileNotFoundError as e:
