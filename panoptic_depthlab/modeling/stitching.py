@@ -144,7 +144,9 @@ class InstanceTracker:
         segments_info = sorted(segments_info, key=lambda s: s["id"])
         device, width = panoptic.device, panoptic.shape[1]
         ids = torch.tensor([s["id"] for s in segments_info], dtype=torch.int64, device=device)
-        is_thing = torch.tensor([bool(s["isthing"]) for s in segments_info], device=device)
+        is_thing = torch.tensor(
+            [bool(s["isthing"]) for s in segments_info], dtype=torch.bool, device=device
+        )
         instance_ids = ids[is_thing]
         thing_pixels, own = _thing_pixels(panoptic, ids, is_thing, self.void_label)
         match = torch.full((instance_ids.numel(),), -1, dtype=torch.int64, device=device)

@@ -176,6 +176,19 @@ def test_void_pixels_stay_void():
     assert (stitched[0] == -1).all() and (stitched[1:] >= 0).all()
 
 
+def test_a_frame_without_segments_passes_and_ends_every_track():
+    """A frame predicted all void (an untrained model can): no segments at all."""
+    tracker = InstanceTracker(DIV)
+    panoptic, segments, _ = frame([(CAR * DIV + 1, (5, 10, 5, 12), None)])
+    tracker.update(panoptic, segments, None)
+    void = torch.full(SHAPE, -1, dtype=torch.int64)
+    stitched, stitched_segments = tracker.update(void, [], torch.zeros(2, *SHAPE))
+    assert torch.equal(stitched, void) and stitched_segments == []
+    panoptic, segments, next_offset = frame([(CAR * DIV + 1, (5, 10, 5, 12), (7.0, 8.0))])
+    stitched, _ = tracker.update(panoptic, segments, next_offset)
+    assert id_at((stitched, None), 7, 8) == CAR * DIV + 2  # the track ended: a fresh id
+
+
 def test_instance_numbers_beyond_the_label_divisor_are_an_error():
     """With label divisor 3, class 13 holds instance numbers 1 and 2 only."""
     tracker = InstanceTracker(label_divisor=3)
