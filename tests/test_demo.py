@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from tests.conftest import small_model_cfg
@@ -140,3 +141,11 @@ def test_bad_inputs(inputs, tmp_path, capsys):
     ]
     assert leftovers == []
     assert not (tmp_path / "out" / "mixed" / "mixed.mp4").exists()
+
+
+def test_cuda_device_of_a_config_falls_back_to_cpu_without_cuda(inputs, tmp_path, caplog):
+    # configs keep Detectron2's default MODEL.DEVICE cuda for GPU users (make demo's config too)
+    assert run(inputs, tmp_path, inputs["image"], extra=["--opts", "MODEL.DEVICE", "cuda"]) == 0
+    assert [p.stem for p in (tmp_path / "images").glob("vis/*.png")] == [inputs["image"].stem]
+    if not torch.cuda.is_available():
+        assert "CUDA is not available: MODEL.DEVICE cuda -> cpu." in caplog.text

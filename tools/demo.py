@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detectron2.config import get_cfg
 from detectron2.utils.logger import setup_logger
 
-import panoptic_depthlab  # noqa: F401 (registers the model and datasets)
-from panoptic_depthlab.config import add_panoptic_depthlab_config
 from panoptic_depthlab.demo import DemoInputError, find_sequences, run_demo
+from panoptic_depthlab.engine import fall_back_to_cpu, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,10 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logger(name="panoptic_depthlab")
     setup_logger(name="detectron2", abbrev_name="d2")
-    cfg = get_cfg()
-    add_panoptic_depthlab_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args)
+    fall_back_to_cpu(cfg)
     cfg.freeze()
     if args.focal_length is not None and args.focal_length <= 0:
         print(f"demo.py: --focal-length {args.focal_length}: expected pixels > 0.", file=sys.stderr)

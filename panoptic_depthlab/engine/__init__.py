@@ -1,7 +1,7 @@
 """Training: the DVPS trainer, its hooks, and the setup shared by ``tools/train_net.py``."""
 
 from .hooks import PredictionImageHook
-from .setup import LaunchError, check_launch, load_config, setup
+from .setup import LaunchError, check_launch, fall_back_to_cpu, load_config, setup
 from .trainer import DVPSTrainer
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "LaunchError",
     "PredictionImageHook",
     "check_launch",
+    "fall_back_to_cpu",
     "load_config",
     "setup",
 ]

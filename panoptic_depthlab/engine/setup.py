@@ -21,7 +21,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_panoptic_depthlab_config
 from ..data.datasets import check_dvps_dataset
 
-__all__ = ["LaunchError", "check_launch", "load_config", "setup"]
+__all__ = ["LaunchError", "check_launch", "fall_back_to_cpu", "load_config", "setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,20 @@ def check_launch(cfg: CfgNode, args: argparse.Namespace) -> None:
                 raise LaunchError(str(e)) from e
 
 
+def fall_back_to_cpu(cfg: CfgNode) -> None:
+    """Set ``MODEL.DEVICE`` to ``cpu`` (with a log line) when it names CUDA and there is none:
+    Detectron2's default is ``cuda``, and the configs keep it for their GPU users."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.info(f"CUDA is not available: MODEL.DEVICE {cfg.MODEL.DEVICE} -> cpu.")
+        cfg.MODEL.DEVICE = "cpu"
+
+
 def _adapt_to_machine(cfg: CfgNode, processes_per_machine: int) -> None:
     """CPU fallbacks, each logged: MODEL.DEVICE cuda -> cpu without CUDA; on CPU, SyncBN ->
     naiveSyncBN (torch's SyncBatchNorm needs CUDA; Detectron2's all-reduce BatchNorm works over
     gloo) and AMP off (Detectron2's AMPTrainer needs CUDA); and the CPU threads shared among
     this machine's processes."""
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.info(f"CUDA is not available: MODEL.DEVICE {cfg.MODEL.DEVICE} -> cpu.")
-        cfg.MODEL.DEVICE = "cpu"
+    fall_back_to_cpu(cfg)
     if torch.device(cfg.MODEL.DEVICE).type != "cpu":
         return
 
