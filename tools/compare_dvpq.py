@@ -51,6 +51,7 @@ def comparison_table(before: dict[str, Any], after: dict[str, Any]) -> str:
         rows,
         headers=["metric", "before", "after", "change", "after / before", "better"],
         tablefmt="github",
+        disable_numparse=True,  # keep the "+" of gains and the formatting above
     )
 
 
