@@ -46,13 +46,13 @@ from PIL import Image
 from panoptic_depthlab.data import load_dvps_split, register_dvps_dataset
 from panoptic_depthlab.data.datasets import dvps_metadata
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
-from panoptic_depthlab.engine import DVPSTrainer, load_config, setup
+from panoptic_depthlab.engine import DVPSTrainer, launch, load_config, setup
 
 # After panoptic_depthlab's compat, which adapts to the installed Detectron2 (as train_net.py).
 from detectron2.data import DatasetCatalog, MetadataCatalog  # isort: skip
 from detectron2.data import build_detection_train_loader  # isort: skip
 from detectron2.data import transforms as T  # isort: skip
-from detectron2.engine import HookBase, default_argument_parser, launch  # isort: skip
+from detectron2.engine import HookBase, default_argument_parser  # isort: skip
 from detectron2.engine.hooks import EvalHook, PeriodicCheckpointer  # isort: skip
 from detectron2.projects.panoptic_deeplab import PanopticDeeplabDatasetMapper  # isort: skip
 

@@ -15,9 +15,16 @@ from __future__ import annotations
 import sys
 
 from panoptic_depthlab.checkpoint import PanopticDepthLabCheckpointer
-from panoptic_depthlab.engine import DVPSTrainer, LaunchError, check_launch, load_config, setup
+from panoptic_depthlab.engine import (
+    DVPSTrainer,
+    LaunchError,
+    check_launch,
+    launch,
+    load_config,
+    setup,
+)
 
-from detectron2.engine import default_argument_parser, launch  # isort: skip (after compat)
+from detectron2.engine import default_argument_parser  # isort: skip (after compat)
 
 
 def main(args):

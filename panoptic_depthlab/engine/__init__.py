@@ -1,6 +1,7 @@
 """Training: the DVPS trainer, its hooks, and the setup shared by ``tools/train_net.py``."""
 
 from .hooks import PredictionImageHook
+from .launch import launch
 from .setup import LaunchError, check_launch, fall_back_to_cpu, load_config, setup
 from .trainer import DVPSTrainer
 
@@ -10,6 +11,7 @@ __all__ = [
     "PredictionImageHook",
     "check_launch",
     "fall_back_to_cpu",
+    "launch",
     "load_config",
     "setup",
 ]

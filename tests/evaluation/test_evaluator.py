@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import launch
 from detectron2.utils import comm
 
 from panoptic_depthlab.data import register_dvps_dataset
 from panoptic_depthlab.data.annotations import read_depth, read_panoptic
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
+from panoptic_depthlab.engine import launch
 from panoptic_depthlab.evaluation.evaluate_files import evaluate_prediction_files
 from panoptic_depthlab.evaluation.evaluator import DVPSEvaluator
 
