@@ -12,7 +12,7 @@ from detectron2.utils import comm
 __all__ = ["launch"]
 
 
-def _run_then_destroy_process_group(main_func: Callable[..., Any], *args: Any) -> Any:
+def _run_then_destroy_process_group(main_func: Callable[..., Any], *args: Any) -> None:
     """One worker: ``main_func(*args)``, then a barrier and ``destroy_process_group``.
 
     A process that exits with its gloo process group alive may be aborted while the interpreter
@@ -21,11 +21,10 @@ def _run_then_destroy_process_group(main_func: Callable[..., Any], *args: Any) -
     barrier keeps a worker that is done from tearing its connections down while another one
     still talks to it. After an exception nothing is shut down: ``launch`` stops the others.
     """
-    result = main_func(*args)
+    main_func(*args)
     if dist.is_initialized():
         comm.synchronize()
         dist.destroy_process_group()
-    return result
 
 
 def launch(
