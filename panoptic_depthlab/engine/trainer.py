@@ -124,6 +124,9 @@ class DVPSTrainer(DefaultTrainer):
     def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict:
         """Evaluate ``model`` on every ``DATASETS.TEST`` dataset by video inference.
 
+        In a distributed run, every process first takes the main process's buffers (BatchNorm
+        statistics), the ones its checkpoints hold.
+
         Returns:
             Detectron2's convention: ``{dataset: {"dvps": {metric: value}}}``, or the inner
             dict when there is one dataset. Only the main process gets the numbers.
@@ -133,6 +136,12 @@ class DVPSTrainer(DefaultTrainer):
         results = OrderedDict()
         if not cfg.DATASETS.TEST:  # Detectron2's EvalHook also calls this after training
             return results
+        if comm.get_world_size() > 1:
+            # Per-process BatchNorm statistics ("BN") drift apart in training, and checkpoints
+            # hold the main process's: every process evaluates that model, so the numbers are
+            # those of the saved checkpoint.
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         mapper = DVPSDatasetMapper(cfg, is_train=False)
         for name in cfg.DATASETS.TEST:
             evaluator = DVPSEvaluator(name, os.path.join(cfg.OUTPUT_DIR, "inference", name))
