@@ -1,31 +1,37 @@
 """STQ (Weber et al., "STEP: Segmenting and Tracking Every Pixel", 2021) and DSTQ (ViP-DeepLab,
-Qiao et al., CVPR 2021), with the rules of DeepLab2's ``STQuality`` and ``DSTQuality``, in one
-pass over the frames with small, mergeable state.
+Qiao et al., CVPR 2021) as the official SemKITTI-DVPS script computes them
+(``semkitti-dvps/eval_dstq.py`` of the ViP-DeepLab repository, which feeds DeepLab2's
+``STQuality``/``DSTQuality`` with ``num_classes=19``, things ``0..7``, ``ignore_label=255`` and a
+depth threshold of 1.25), in one pass over the frames with small, mergeable state.
 
 Ids are ``class << 16 | instance``. The rules:
 
+0. The feed: every pixel whose ground-truth class is ``ignore_label`` (unlabelled) is removed
+   from BOTH ground truth and prediction before anything is counted (the script's
+   ``valid_mask = cat_gt != 255``), so a prediction on unlabelled ground truth changes neither
+   the mIoU nor any predicted tube. Depth is not masked by this (rule 4).
 1. IoU: one confusion matrix over all frames of all sequences, rows ground truth, columns
    prediction, both of size ``num_classes + 1``; the last column holds void predictions (class
-   ``num_classes`` or ``ignore_label``). Ground-truth pixels of ``ignore_label`` are left out.
-   Per class ``IoU = TP / (TP + FP + FN)``; mIoU averages over the classes whose union is > 0 (a
-   class absent from both ground truth and prediction is left out). As in DeepLab2, the void
-   column is one of those classes as soon as a void prediction falls on a labelled pixel: it adds
-   a 0 to the mean (DeepLab2 maps void predictions to the same extra index as the ignore label
-   and counts every nonzero union). A void prediction on a labelled pixel is also a false
-   negative of the pixel's class.
+   ``num_classes`` or ``ignore_label``). Per class ``IoU = TP / (TP + FP + FN)``; mIoU averages
+   over the columns whose union is > 0 (a class absent from both ground truth and prediction is
+   left out). As in DeepLab2, the void column is one of those as soon as a void prediction falls
+   on a labelled pixel: it adds a 0 to the mean. A void prediction on a labelled pixel is also
+   a false negative of the pixel's class.
 2. AQ: ground-truth tubes are the ids of thing pixels with instance > 0 in a sequence; thing
    pixels with instance 0 are crowd and are removed from both ground truth and prediction.
-   Predicted tubes are the ids of predicted thing pixels outside crowd, *including* those on
-   unlabelled (``ignore_label``) and stuff ground truth, which enlarge the predicted tube as in
-   DeepLab2. Overlaps ``TPA(p, g)`` need no class agreement. Per sequence
+   Predicted tubes are the ids of predicted thing pixels outside crowd (on stuff ground truth
+   too). Overlaps ``TPA(p, g)`` need no class agreement. Per sequence
    ``sum_g 1/|g| sum_p TPA(p, g) * IoU(p, g)``, summed over the sequences and divided by the
    number of ground-truth tubes of all sequences (not a mean of per-sequence AQs); 0 without any
    ground-truth tube.
 3. STQ = sqrt(AQ * mIoU).
-4. DQ: over all frames given depth, the share of pixels with ground-truth depth (> 0) whose
-   prediction is > 0 and ``max(pred / gt, gt / pred) <= 1.25`` (a prediction <= 0 is a miss),
-   pooled over pixels; 0 when no pixel has ground-truth depth.
+4. DQ: over all frames given depth, the share of pixels with ground-truth depth (> 0, whatever
+   their class) whose prediction is > 0 and ``max(pred / gt, gt / pred) <= 1.25``, pooled over
+   pixels; 0 when no pixel has ground-truth depth. The ratio is computed in float32, as the
+   script's TensorFlow does (exactly the ratio of the 16-bit PNG values for PNG depths).
 5. DSTQ = (AQ * mIoU * DQ) ** (1/3) = (STQ**2 * DQ) ** (1/3).
+
+DeepLab2's own KITTI-STEP evaluation feeds whole frames instead (rule 0 does not hold there).
 """
 
 from __future__ import annotations
@@ -159,10 +165,12 @@ class STQAccumulator:
             sequence_id: the frame's sequence; tubes are matched within a sequence only.
             pred_class: predicted train ids, ``num_classes`` or ``ignore_label`` for void.
             pred_instance: predicted instance (track) ids, 0..65535.
-            gt_class: ground-truth train ids, ``ignore_label`` for unlabelled pixels.
+            gt_class: ground-truth train ids, ``ignore_label`` for unlabelled pixels (left out of
+                everything but DQ).
             gt_instance: ground-truth instance (track) ids, 0..65535; 0 on a thing is crowd.
-            pred_depth: predicted depth in meters, or None (then ``gt_depth`` must be None too
-                and the frame does not enter DQ).
+            pred_depth: predicted depth in meters (float32 or exactly representable in it, as
+                16-bit PNG values / 256 are), or None (then ``gt_depth`` must be None too and the
+                frame does not enter DQ).
             gt_depth: ground-truth depth in meters, <= 0 where there is none; any numeric dtype.
 
         Raises:
@@ -170,9 +178,9 @@ class STQAccumulator:
         """
         self._check(pred_class, pred_instance, gt_class, gt_instance, pred_depth, gt_depth)
         nc = self.num_classes
-        gt_cls = gt_class.astype(np.int64).ravel()
-        gt_cls[gt_cls == self.ignore_label] = nc
-        pred_cls = pred_class.astype(np.int64).ravel()
+        labelled = np.flatnonzero(gt_class.ravel() != self.ignore_label)  # rule 0
+        gt_cls = gt_class.ravel()[labelled].astype(np.int64)
+        pred_cls = pred_class.ravel()[labelled].astype(np.int64)
         pred_cls[pred_cls == self.ignore_label] = nc
         size = nc + 1
         self.confusion += np.bincount(gt_cls * size + pred_cls, minlength=size * size).reshape(
@@ -181,13 +189,13 @@ class STQAccumulator:
 
         is_thing = np.zeros(size, bool)
         is_thing[list(self.thing_ids)] = True
-        gt_inst = gt_instance.astype(np.int64).ravel()
+        gt_inst = gt_instance.ravel()[labelled].astype(np.int64)
         gt_thing = is_thing[gt_cls]
         crowd = gt_thing & (gt_inst == 0)
         gt_tube = gt_thing & ~crowd
         pred_tube = is_thing[pred_cls] & ~crowd
         gt_ids = (gt_cls << _ID_BITS) | gt_inst
-        pred_ids = (pred_cls << _ID_BITS) | pred_instance.astype(np.int64).ravel()
+        pred_ids = (pred_cls << _ID_BITS) | pred_instance.ravel()[labelled].astype(np.int64)
         both = gt_tube & pred_tube
         tubes = self.tubes.setdefault(sequence_id, _Tubes())
         tubes.gt.add_ids(gt_ids[gt_tube])
@@ -196,17 +204,13 @@ class STQAccumulator:
         tubes.frames += 1
 
         if gt_depth is not None and pred_depth is not None:
-            gt_d = np.asarray(gt_depth, dtype=np.float64)
-            valid = gt_d > 0
-            gt_d = gt_d[valid]
-            pred_d = np.asarray(pred_depth, dtype=np.float64)[valid]
+            valid = np.asarray(gt_depth) > 0
+            gt_d = np.asarray(gt_depth, dtype=np.float32)[valid]
+            pred_d = np.asarray(pred_depth, dtype=np.float32)[valid]
             positive = pred_d > 0
-            ratio = np.where(
-                positive,
-                np.maximum(pred_d / gt_d, gt_d / np.where(positive, pred_d, 1.0)),
-                np.inf,
-            )
-            self.depth_inliers += int(np.count_nonzero(ratio <= DQ_THRESHOLD))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.maximum(pred_d / gt_d, gt_d / pred_d)
+            self.depth_inliers += int(np.count_nonzero(positive & (ratio <= DQ_THRESHOLD)))
             self.depth_pixels += int(gt_d.size)
             self.depth_frames += 1
 

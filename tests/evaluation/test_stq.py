@@ -1,5 +1,6 @@
 """STQ / DSTQ: hand-computed cases (arithmetic in the comments), DeepLab2's published values for
-single-row tracks, merging, and a brute-force reference on random frames."""
+single-row tracks, merging, and an oracle that feeds random streams the way the official
+SemKITTI-DVPS script does (``stq_reference.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from panoptic_depthlab.evaluation.stq import STQAccumulator
+
+from .stq_reference import OfficialFeedDSTQ
 
 # Two classes unless said otherwise: 0 = road (stuff), 1 = car (thing).
 ROAD, CAR = 0, 1
@@ -86,16 +89,26 @@ def test_crowd_is_removed_from_ground_truth_and_prediction() -> None:
     assert s["iou"] == pytest.approx(100.0)  # crowd still counts as car for the mIoU
 
 
-def test_ignore_label_left_out_of_iou_but_predicted_tube_grows() -> None:
-    # gt [255, road, car 1, car 1]; pred [car 1, road, car 1, car 1].
-    # mIoU: the unlabelled pixel is dropped -> road 1/1, car 2/2, mIoU = 1.
-    # AQ (as DeepLab2): the predicted car on the unlabelled pixel is not crowd, so p = 3 px,
-    # g = 2 px, TPA 2, IoU 2/3: AQ = 1/2 * 2 * 2/3 = 2/3.
+def test_unlabelled_pixels_leave_ground_truth_and_prediction() -> None:
+    # The official SemKITTI-DVPS feed (eval_dstq.py: valid_mask = cat_gt != 255, applied to gt
+    # AND pred before update_state). gt [255, road, car 1, car 1]; pred [car 1, road, car 1,
+    # car 1]. The first pixel leaves both sides: mIoU road 1/1, car 2/2 -> 1; g = p = 2 px,
+    # TPA 2 -> AQ = 1.0. (DeepLab2's KITTI-STEP feed would keep the predicted pixel: p = 3 px,
+    # AQ 2/3.)
     acc = STQAccumulator(num_classes=2, thing_ids=[CAR])
     _add(acc, 0, ([255, ROAD, CAR, CAR], [0, 0, 1, 1]), ([CAR, ROAD, CAR, CAR], [1, 0, 1, 1]))
     s = acc.summary()
     assert s["iou"] == pytest.approx(100.0)
-    assert s["aq"] == pytest.approx(100 * 2 / 3)
+    assert s["aq"] == pytest.approx(100.0)
+
+
+def test_unlabelled_pixels_keep_their_depth() -> None:
+    # Rule 0 masks classes only; DQ counts every pixel with gt depth > 0 (eval_dstq.py masks
+    # depth_gt > 0 on the whole frame). gt classes [255, car], depth gt [4, 4], pred [8, 4]:
+    # the unlabelled pixel is a depth outlier (8/4 = 2 > 1.25) -> DQ = 1/2.
+    acc = STQAccumulator(num_classes=2, thing_ids=[CAR])
+    _add(acc, 0, ([255, CAR], [0, 1]), ([CAR, CAR], [1, 1]), depth=([4, 4], [8, 4]))
+    assert acc.summary()["dq"] == pytest.approx(50.0)
 
 
 def test_two_sequences_sum_tubes_over_sequences() -> None:
@@ -216,6 +229,7 @@ def _random_frames(
         gt_class[rng.random(shape) < 0.1] = 255
         gt_instance = rng.integers(0, 3, shape)
         pred_class = rng.integers(0, num_classes + 1, shape)  # num_classes = void
+        pred_class[rng.random(shape) < 0.05] = 255  # void, as the ignore label
         pred_instance = rng.integers(0, 4, shape)
         gt_depth = rng.uniform(1, 20, shape) * (rng.random(shape) > 0.2)
         pred_depth = gt_depth * rng.uniform(0.7, 1.4, shape) - (rng.random(shape) < 0.1)
@@ -225,64 +239,21 @@ def _random_frames(
     return frames
 
 
-def _reference(frames: list, num_classes: int, things: set[int]) -> dict[str, float]:
-    """A direct, loop-based reading of the rules, as fractions."""
-    # mIoU over real classes plus the void column (DeepLab2).
-    gt_all = np.concatenate([f[3].ravel() for f in frames])
-    pred_all = np.concatenate([f[1].ravel() for f in frames])
-    labelled = gt_all != 255
-    ious = []
-    for c in range(num_classes + 1):
-        tp = np.sum(labelled & (gt_all == c) & (pred_all == c))
-        fp = np.sum(labelled & (gt_all != c) & (pred_all == c))
-        fn = np.sum(labelled & (gt_all == c) & (pred_all != c))
-        if tp + fp + fn:
-            ious.append(tp / (tp + fp + fn))
-    iou = float(np.mean(ious))
-    # AQ: tubes per sequence, crowd removed.
-    total, tubes = 0.0, 0
-    for seq in sorted({f[0] for f in frames}):
-        fs = [f for f in frames if f[0] == seq]
-        pc = np.concatenate([f[1].ravel() for f in fs])
-        pi = np.concatenate([f[2].ravel() for f in fs])
-        gc = np.concatenate([f[3].ravel() for f in fs])
-        gi = np.concatenate([f[4].ravel() for f in fs])
-        gt_thing = np.isin(gc, list(things))
-        crowd = gt_thing & (gi == 0)
-        g_ok, p_ok = gt_thing & ~crowd, np.isin(pc, list(things)) & ~crowd
-        gt_tubes = {(c, i) for c, i in zip(gc[g_ok], gi[g_ok], strict=True)}
-        pred_tubes = {(c, i) for c, i in zip(pc[p_ok], pi[p_ok], strict=True)}
-        for gcls, ginst in gt_tubes:
-            g_mask = g_ok & (gc == gcls) & (gi == ginst)
-            inner = 0.0
-            for pcls, pinst in pred_tubes:
-                p_mask = p_ok & (pc == pcls) & (pi == pinst)
-                tpa = np.sum(g_mask & p_mask)
-                if tpa:
-                    inner += tpa * tpa / np.sum(g_mask | p_mask)
-            total += inner / np.sum(g_mask)
-            tubes += 1
-    aq = total / tubes
-    # DQ pooled over pixels.
-    gd = np.concatenate([f[6].ravel() for f in frames])
-    pd = np.concatenate([f[5].ravel() for f in frames])
-    valid = gd > 0
-    gd, pd = gd[valid], pd[valid]
-    inlier = (pd > 0) & (np.maximum(pd / gd, gd / np.where(pd > 0, pd, 1)) <= 1.25)
-    dq = inlier.mean()
-    return {"stq": math.sqrt(aq * iou), "aq": aq, "iou": iou, "dq": dq}
-
-
-def test_matches_brute_force_reference_on_random_frames() -> None:
-    frames = _random_frames(seed=3, num_classes=4, count=7)
-    acc = STQAccumulator(num_classes=4, thing_ids=[2, 3])
+@pytest.mark.parametrize("seed", range(30))
+def test_equals_the_official_feed_on_random_streams(seed: int) -> None:
+    # The oracle (stq_reference.py) follows eval_dstq.py's feed and DeepLab2's dictionaries.
+    rng = np.random.default_rng(100 + seed)
+    num_classes = int(rng.integers(2, 6))
+    things = sorted(rng.choice(num_classes, int(rng.integers(1, num_classes)), replace=False))
+    frames = _random_frames(seed=seed, num_classes=num_classes, count=int(rng.integers(1, 12)))
+    acc = STQAccumulator(num_classes=num_classes, thing_ids=things)
+    oracle = OfficialFeedDSTQ(num_classes, [int(t) for t in things])
     for seq, pc, pi, gc, gi, pd, gd in frames:
         acc.add_frame(seq, pc, pi, gc, gi, pred_depth=pd, gt_depth=gd)
+        oracle.add_frame(seq, pc, pi, gc, gi, pd, gd)
     s = acc.summary()
-    ref = _reference(frames, 4, {2, 3})
-    for key, value in ref.items():
-        assert s[key] == pytest.approx(100 * value), key
-    assert s["dstq"] == pytest.approx(100 * (ref["aq"] * ref["iou"] * ref["dq"]) ** (1 / 3))
+    for key, value in oracle.result().items():
+        assert s[key] == pytest.approx(100 * value, rel=1e-12, abs=1e-12), key
 
 
 def test_merge_equals_single_accumulation() -> None:
