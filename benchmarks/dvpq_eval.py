@@ -88,7 +88,7 @@ def make_data(root: str) -> None:
                 os.path.join(root, "pred"),
                 os.path.join(root, "depth"),
                 record["file_name"],
-                FORMAT,
+                meta,
                 np.roll(gt_class, 3, axis=1),  # boundary errors
                 np.roll(instance, 3, axis=1),
                 np.where(gt_depth > 0, gt_depth * error, 30.0),
@@ -150,7 +150,7 @@ def run_reference(root: str, sequences: int) -> dict:
                         os.path.join(root, "pred"),
                         os.path.join(root, "depth"),
                         record["file_name"],
-                        FORMAT,
+                        meta,
                     )
                     frames.append(DVPSFrame(*pred[:3], *read_ground_truth(record, meta)))
                 counts = reference_dvpq([frames], protocol)[(k, lam)]

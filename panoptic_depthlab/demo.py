@@ -42,6 +42,7 @@ from .checkpoint import PanopticDepthLabCheckpointer
 from .data.datasets.dvps import SEMKITTI_DEPTH_NAME
 from .evaluation.formats import IMAGE_SUFFIX, write_prediction
 from .files import write_json_atomic, write_png_atomic
+from .panoptic_ids import split_panoptic
 from .pointcloud import frame_point_cloud
 from .visualization import visualize_frame
 
@@ -317,10 +318,9 @@ def run_demo(
                         frame_point_cloud(
                             os.path.join(root, "pointcloud", f"{name}.ply"),
                             image,
-                            panoptic,
+                            *split_panoptic(panoptic, meta.label_divisor, meta.num_classes),
                             depth,
                             focal,
-                            meta.label_divisor,
                         )
                     written += 1
                     bar.update(1)
@@ -349,15 +349,12 @@ def _write_frame(
     """
     picture = visualize_frame(image, panoptic, segments_info, depth, meta)
     write_png_atomic(os.path.join(root, "vis", f"{name}.png"), picture[..., ::-1])
-    divisor = meta.label_divisor
-    void = panoptic < 0
     write_prediction(
         os.path.join(root, "panoptic"),
         os.path.join(root, "depth"),
         _official_name(name),
-        meta.dataset_format,
-        np.where(void, meta.num_classes, panoptic // divisor),
-        np.where(void, 0, panoptic % divisor),
+        meta.as_dict(),
+        *split_panoptic(panoptic, meta.label_divisor, meta.num_classes),
         depth,
     )
     height, width = panoptic.shape

@@ -9,8 +9,9 @@ optical axis, as in the DVPS depth maps) is the point
 with the focal length f and the principal point (cx, cy) in pixels.
 
 PLY layout (:func:`write_ply`): ``binary_little_endian 1.0``, one ``vertex`` element with the
-properties ``float x, y, z`` (meters), ``uchar red, green, blue``, ``ushort class`` (class id,
-255 = void) and ``uint instance`` (instance id, 0 for stuff and void); 19 bytes per point, no
+properties ``float x, y, z`` (meters), ``uchar red, green, blue``, ``ushort class`` (class id;
+void is ``num_classes``, as :func:`~panoptic_depthlab.panoptic_ids.split_panoptic` gives it) and
+``uint instance`` (instance id, 0 for stuff and void); 19 bytes per point, no
 padding. ``uint`` holds any instance id below a label divisor up to 2**32 (SemKITTI-DVPS's is
 65536, so ``ushort`` would not always do).
 """
@@ -25,8 +26,6 @@ import numpy as np
 from .files import write_bytes_atomic
 
 __all__ = ["depth_to_points", "frame_point_cloud", "write_ply"]
-
-_VOID_CLASS = 255  # PLY class of void pixels (negative panoptic ids)
 
 # Vertex properties: (name, numpy type, PLY type), in file order.
 _PROPERTIES = [
@@ -156,48 +155,42 @@ def write_ply(
 def frame_point_cloud(
     path: str,
     image: np.ndarray,
-    panoptic: np.ndarray,
+    classes: np.ndarray,
+    instances: np.ndarray,
     depth: np.ndarray,
     focal_length: float,
-    label_divisor: int,
 ) -> int:
     """Write one frame's labelled point cloud: its pixels with valid depth as a PLY file.
 
     Points come from :func:`depth_to_points` with the principal point at the image center;
-    colors from ``image``; class ``panoptic // label_divisor`` and instance
-    ``panoptic % label_divisor``, except void pixels (negative ids), which get class 255
-    and instance 0.
+    colors from ``image``; labels from ``classes`` and ``instances`` (e.g. a model output split
+    by :func:`~panoptic_depthlab.panoptic_ids.split_panoptic`).
 
     Args:
         path: output PLY file (written atomically by :func:`write_ply`).
         image: (H, W, 3) uint8 RGB.
-        panoptic: (H, W) integer panoptic ids ``class * label_divisor + instance``, -1 = void.
+        classes: (H, W) integer class ids.
+        instances: (H, W) integer instance ids.
         depth: (H, W) float depth, meters; pixels <= 0 or non-finite are skipped.
         focal_length: pixels, > 0.
-        label_divisor: > 0.
 
     Returns:
         The number of points written.
 
     Raises:
-        ValueError: sizes that differ, a bad focal length or label divisor, or labels
-            :func:`write_ply` cannot store (classes above 65535).
+        ValueError: sizes that differ, a bad focal length, or labels :func:`write_ply` cannot
+            store (classes above 65535).
     """
-    image, panoptic, depth = np.asarray(image), np.asarray(panoptic), np.asarray(depth)
-    if label_divisor <= 0:
-        raise ValueError(f"label_divisor is {label_divisor}; expected a positive integer.")
+    image, depth = np.asarray(image), np.asarray(depth)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image has shape {image.shape}; expected (H, W, 3) RGB.")
-    for name, array in (("panoptic", panoptic), ("depth", depth)):
+    arrays = {"classes": np.asarray(classes), "instances": np.asarray(instances), "depth": depth}
+    for name, array in arrays.items():
         if array.shape != image.shape[:2]:
             raise ValueError(
                 f"{name} has shape {array.shape}; expected (H, W) = {image.shape[:2]}, the "
                 "image's size."
             )
     xyz, valid = depth_to_points(depth, focal_length)
-    ids = panoptic[valid].astype(np.int64)
-    void = ids < 0
-    class_id = np.where(void, _VOID_CLASS, ids // label_divisor)
-    instance_id = np.where(void, 0, ids % label_divisor)
-    write_ply(path, xyz, image[valid], class_id, instance_id)
+    write_ply(path, xyz, image[valid], arrays["classes"][valid], arrays["instances"][valid])
     return xyz.shape[0]

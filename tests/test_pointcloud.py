@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from panoptic_depthlab.panoptic_ids import split_panoptic
 from panoptic_depthlab.pointcloud import depth_to_points, frame_point_cloud, write_ply
 
 # PLY property types -> numpy little-endian types, for the reader below.
@@ -148,11 +149,12 @@ def test_write_ply_rejects_bad_inputs(tmp_path, change, message):
 def test_frame_point_cloud_labels_and_colors(tmp_path):
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     panoptic = np.array([[0, 11001, -1], [26000, 11002, 26000]])  # label_divisor 1000
+    classes, instances = split_panoptic(panoptic, 1000, 19)
     depth = np.array([[1.0, 2.0, 3.0], [0.0, 4.0, np.nan]], dtype=np.float32)
     path = tmp_path / "frame.ply"
-    assert frame_point_cloud(str(path), image, panoptic, depth, 2.0, 1000) == 4
+    assert frame_point_cloud(str(path), image, classes, instances, depth, 2.0) == 4
     _, vertices = read_ply(str(path))
-    np.testing.assert_array_equal(vertices["class"], [0, 11, 255, 11])
+    np.testing.assert_array_equal(vertices["class"], [0, 11, 19, 11])  # void: num_classes
     np.testing.assert_array_equal(vertices["instance"], [0, 1, 0, 2])
     np.testing.assert_array_equal(vertices["red"], image[..., 0].ravel()[[0, 1, 2, 4]])
     np.testing.assert_array_equal(vertices["blue"], image[..., 2].ravel()[[0, 1, 2, 4]])
@@ -164,10 +166,9 @@ def test_frame_point_cloud_labels_and_colors(tmp_path):
 def test_frame_point_cloud_rejects_bad_inputs(tmp_path):
     image = np.zeros((2, 3, 3), np.uint8)
     depth = np.ones((2, 3), np.float32)
-    with pytest.raises(ValueError, match=r"panoptic has shape \(3, 2\); expected \(H, W\)"):
-        frame_point_cloud(str(tmp_path / "a.ply"), image, np.zeros((3, 2), int), depth, 1.0, 1000)
-    with pytest.raises(ValueError, match="label_divisor is 0"):
-        frame_point_cloud(str(tmp_path / "a.ply"), image, np.zeros((2, 3), int), depth, 1.0, 0)
+    zeros = np.zeros((2, 3), int)
+    with pytest.raises(ValueError, match=r"instances has shape \(3, 2\); expected \(H, W\)"):
+        frame_point_cloud(str(tmp_path / "a.ply"), image, zeros, np.zeros((3, 2), int), depth, 1.0)
     with pytest.raises(ValueError, match="focal_length is -1.0"):
-        frame_point_cloud(str(tmp_path / "a.ply"), image, np.zeros((2, 3), int), depth, -1.0, 10)
+        frame_point_cloud(str(tmp_path / "a.ply"), image, zeros, zeros, depth, -1.0)
     assert os.listdir(tmp_path) == []

@@ -4,11 +4,15 @@
         --gt-dir datasets/cityscapes-dvps/video_sequence/val \\
         --pred-dir output/panoptic --depth-dir output/depth --output output/dvpq.json
 
-Prediction files, per ground-truth frame (see panoptic_depthlab/evaluation/formats.py):
-Cityscapes-DVPS ``PRED_DIR/<image name>`` (RGB: red = class, green = instance); SemKITTI-DVPS
-``PRED_DIR/<image id>_cat.png`` and ``_ins.png``; depth ``DEPTH_DIR/<image name>`` (16-bit,
-meters * 256). Prints a table and writes the results (percent) as JSON. Exit code 2 on bad input
-(missing or unreadable files, sizes or class ids that do not fit); no JSON is written then.
+Prediction files, per ground-truth frame, each named starting with the frame id
+``<sequence>_<frame>`` (e.g. 000008_000004), as the official scripts accept them (see
+panoptic_depthlab/evaluation/evaluate_files.py): Cityscapes-DVPS ``PRED_DIR/<frame id>*.png``
+(RGB: red = class, green = instance); SemKITTI-DVPS ``PRED_DIR/<frame id>*cat.png`` and
+``*ins.png``; or, with ``--pred-format coco_panoptic --pred-json FILE``, the COCO panoptic PNGs in
+PRED_DIR that FILE lists (Detectron2's COCOPanopticEvaluator, panopticapi); depth
+``DEPTH_DIR/<frame id>*.png`` (16-bit, meters * 256). Prints a table and writes the results
+(percent) as JSON. Exit code 2 on bad input (missing, doubled or unreadable files, sizes or ids
+that do not fit); no JSON is written then.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import sys
 import time
 
 from panoptic_depthlab.data.datasets import DVPS_FORMATS
+from panoptic_depthlab.evaluation.charts import plot_results
 from panoptic_depthlab.evaluation.evaluate_files import (
+    PRED_FORMATS,
     DVPSInputError,
     evaluate_prediction_files,
-    format_results_table,
-    plot_results,
 )
+from panoptic_depthlab.evaluation.report import format_results_table
 from panoptic_depthlab.files import write_json_atomic
 
 
@@ -41,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         "--gt-dir", required=True, help="ground-truth split: <dataset root>/video_sequence/<split>"
     )
     parser.add_argument("--pred-dir", required=True, help="panoptic prediction PNGs")
+    parser.add_argument(
+        "--pred-format",
+        choices=PRED_FORMATS,
+        default="official",
+        help="official: the dataset's own prediction files (default); coco_panoptic: COCO "
+        "panoptic PNGs listed by --pred-json",
+    )
+    parser.add_argument(
+        "--pred-json", help="the COCO panoptic JSON (with --pred-format coco_panoptic)"
+    )
     parser.add_argument("--depth-dir", required=True, help="depth prediction PNGs")
     parser.add_argument("--output", required=True, help="results JSON file to write")
     parser.add_argument(
@@ -70,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; returns the exit code (0 ok, 2 bad input)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if (args.pred_format == "coco_panoptic") != (args.pred_json is not None):
+        parser.error("--pred-json is needed with --pred-format coco_panoptic, and only then.")
     if args.workers < 1:
         parser.error(f"--workers {args.workers}: expected an integer >= 1.")
     if os.path.isdir(args.output):
@@ -95,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             depth_thresholds=args.lambdas,
             workers=args.workers,
             progress=True,
+            pred_format=args.pred_format,
+            pred_json=args.pred_json,
         )
     except DVPSInputError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

@@ -85,7 +85,6 @@ class DVPQProtocol:
 
         Defaults: the dataset's k set and its lambdas plus 0 (VPQ without the depth test).
         """
-        semkitti = metadata["dataset_format"] == "semkitti_dvps"
         if depth_thresholds is None:
             depth_thresholds = [*metadata["dvpq_depth_thresholds"], 0.0]
         return cls(
@@ -93,8 +92,8 @@ class DVPQProtocol:
             thing_ids=tuple(metadata["thing_ids"]),
             window_sizes=tuple(window_sizes or metadata["dvpq_window_sizes"]),
             depth_thresholds=tuple(float(t) for t in depth_thresholds),
-            absent_class_is_zero=semkitti,
-            windows_cross_sequences=semkitti,
+            absent_class_is_zero=metadata["dvpq_absent_class_is_zero"],
+            windows_cross_sequences=metadata["dvpq_windows_cross_sequences"],
             ignore_label=metadata["ignore_label"],
         )
 

@@ -1,30 +1,37 @@
-"""Evaluate DVPS prediction files in the official ViP-DeepLab formats against a split's ground
-truth: DVPQ for every (k, lambda), per-class PQ, depth metrics and, for SemKITTI-DVPS, STQ and
-DSTQ. The core of ``tools/eval_dvpq.py``; the Detectron2 evaluator computes the same numbers.
+"""Evaluate DVPS prediction files against a split's ground truth: the core of
+``tools/eval_dvpq.py``. A thin driver: it finds each frame's files, reads them and feeds a
+:class:`~panoptic_depthlab.evaluation.accumulator.DVPSAccumulator`, the same accumulator the
+Detectron2 evaluator feeds, so both compute the same numbers.
 
-Each frame is read once (ground truth, panoptic prediction, depth prediction) and reduced to its
-DVPQ overlap tables (:func:`~panoptic_depthlab.evaluation.dvpq.frame_statistics`) and to its
-depth (:class:`~panoptic_depthlab.evaluation.depth_metrics.DepthMetrics`) and STQ
-(:class:`~panoptic_depthlab.evaluation.stq.STQAccumulator`) statistics. Frames are read in fixed
-chunks of consecutive frames, by worker processes when ``workers > 1``; the chunks' results are
-merged in chunk order, so the numbers do not depend on the number of workers. Windows are then
-matched in the calling process: per sequence for Cityscapes-DVPS, over all frames sorted by name
-for SemKITTI-DVPS (``DVPQProtocol.windows_cross_sequences``).
+Which files belong to a frame. The official scripts pair predictions with the ground truth by
+sorted name (SemKITTI-DVPS: every ``*cat.png`` / ``*ins.png`` in the prediction directory and
+every file of the depth directory; Cityscapes-DVPS: every file, grouped by the text before its
+first ``_``). Here a file belongs to the frame whose id ``<sequence>_<frame>`` (the first two
+``_``-separated fields of the ground-truth names, e.g. ``000008_000004``) starts its name, so a
+missing file is reported by name instead of shifting every later pair:
 
-Results are in percent except the depth metrics, whose units are those of
-:meth:`DepthMetrics.summary`:
+* panoptic, ``"rgb"`` layout (Cityscapes-DVPS): any ``<frame id>...png`` in ``pred_dir``, e.g.
+  ``000000_000000_munster_000105_000004_leftImg8bit.png`` or ``000000_000000.png``;
+* panoptic, ``"class_instance"`` layout (SemKITTI-DVPS): ``<frame id>...cat.png`` and
+  ``<frame id>...ins.png`` in ``pred_dir``, e.g. ``000008_000004_cat.png`` or
+  ``000008_000004_leftImg8bit_cat.png``;
+* panoptic, COCO panoptic (``pred_format="coco_panoptic"``): the PNGs the JSON names, in
+  ``pred_dir`` (see :mod:`~panoptic_depthlab.evaluation.coco_panoptic`);
+* depth: any ``<frame id>...png`` in ``depth_dir`` (other than panoptic files, when both
+  directories are one).
 
-``{"dataset", "dvpq": [{"k", "lambda", "pq", "pq_thing", "pq_stuff"}, ...],
-"dvpq_mean": {"pq", "pq_thing", "pq_stuff"}, "per_class": {name: {...} | None},
-"depth": {...}, "stq", "dstq"}`` (the last two for SemKITTI-DVPS only; ``None`` where a mean has
-no class to average).
+The frame id must be followed by a non-digit. A frame without its files is an error listing the
+missing names; two candidates for one file of a frame are an error naming both; files that
+belong to no ground-truth frame are ignored with a warning.
+
+Frames are read in fixed chunks of consecutive frames, by worker processes when ``workers > 1``;
+the chunks' accumulators are merged in chunk order, so the numbers do not depend on the number of
+workers.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import math
 import multiprocessing
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,100 +39,219 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 from tqdm import tqdm
 
 from ..data.datasets.dvps import load_dvps_split
-from ..data.datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
-from ..files import write_bytes_atomic
-from .depth_metrics import DepthMetrics
-from .dvpq import DVPQAccumulator, DVPQProtocol, DVPSFrame, FrameStatistics, frame_statistics
+from ..data.datasets.metadata import check_dvps_format, dvps_metadata
+from .accumulator import DVPSAccumulator
+from .coco_panoptic import SegmentTable, load_coco_panoptic, read_coco_panoptic_png
+from .dvpq import DVPSFrame
 from .formats import (
-    depth_file_name,
-    prediction_file_names,
+    RGB,
+    frame_id_of,
     read_depth_prediction,
     read_ground_truth,
     read_panoptic_prediction,
+    resize_depth_align_corners,
 )
-from .stq import STQAccumulator
 
-__all__ = [
-    "CHUNK_FRAMES",
-    "DVPSInputError",
-    "dvps_results",
-    "evaluate_prediction_files",
-    "new_stq",
-    "reduce_frame",
-    "format_results_table",
-    "plot_results",
-]
+__all__ = ["CHUNK_FRAMES", "DVPSInputError", "PRED_FORMATS", "evaluate_prediction_files"]
 
 logger = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 8  # consecutive frames read by one task; fixed, so results ignore the worker count
+PRED_FORMATS = ("official", "coco_panoptic")
 _LIST_MISSING = 10  # missing files named in the error
 _LIST_EXTRA = 5  # extra files named in the warning
 
 
 class DVPSInputError(ValueError):
-    """Bad evaluation input: missing or unreadable files or directories, sizes or ids that do not
-    fit. The message names the file or directory and what was expected."""
+    """Bad evaluation input: missing or unreadable directories and files, files that match no
+    frame or two frames, sizes or ids that do not fit. The message names the file or directory
+    and what was expected."""
+
+
+@dataclass(frozen=True)
+class _FrameFiles:
+    """One ground-truth frame and its prediction files."""
+
+    record: dict[str, Any]
+    panoptic: tuple[str, ...]  # [rgb], [cat, ins] or [coco png]
+    depth: str
+    segments: SegmentTable | None  # COCO panoptic only
 
 
 @dataclass(frozen=True)
 class _ChunkTask:
     """Consecutive frames for one worker call."""
 
-    dataset_format: str
     metadata: dict[str, Any]
-    protocol: DVPQProtocol
-    pred_dir: str
-    depth_dir: str
-    records: list[dict[str, Any]]
+    window_sizes: tuple[int, ...] | None
+    depth_thresholds: tuple[float, ...] | None
+    frames: list[_FrameFiles]
 
 
-@dataclass
-class _ChunkResult:
-    """What one chunk of frames reduces to."""
-
-    statistics: list[FrameStatistics]  # in the chunk's frame order
-    depth: DepthMetrics
-    stq: STQAccumulator | None
-
-
-def new_stq(dataset_format: str, metadata: Mapping[str, Any]) -> STQAccumulator | None:
-    """An STQ/DSTQ accumulator for SemKITTI-DVPS; None for the other formats."""
-    if dataset_format != SEMKITTI_DVPS:
-        return None
-    return STQAccumulator(metadata["num_classes"], metadata["thing_ids"], metadata["ignore_label"])
+def _list_pngs(directory: str, what: str) -> list[str]:
+    """Names of the regular, non-hidden files of ``directory``, sorted."""
+    if not os.path.isdir(directory):
+        raise DVPSInputError(f"{what} directory {directory} does not exist or is not a directory.")
+    names = sorted(
+        e.name
+        for e in os.scandir(directory)
+        if e.is_file() and not e.name.startswith(".")  # hidden: e.g. temporary files of writers
+    )
+    if not names:
+        raise DVPSInputError(f"{what} directory {directory} is empty; expected prediction PNGs.")
+    return names
 
 
-def reduce_frame(
-    frame: DVPSFrame,
-    sequence_id: int,
-    protocol: DVPQProtocol,
-    depth: DepthMetrics,
-    stq: STQAccumulator | None,
-) -> FrameStatistics:
-    """Add one frame to the depth and STQ accumulators and return its DVPQ statistics."""
-    statistics = frame_statistics(frame, protocol)
-    depth.add(frame.pred_depth, frame.gt_depth)
-    if stq is not None:
-        stq.add_frame(
-            sequence_id,
-            frame.pred_class,
-            frame.pred_instance,
-            frame.gt_class,
-            frame.gt_instance,
-            frame.pred_depth,
-            frame.gt_depth,
+class _Matcher:
+    """Assigns file names of one directory to ground-truth frames by their frame id."""
+
+    def __init__(self, directory: str, names: Sequence[str], frame_ids: set[str]):
+        self.directory = directory
+        self.by_frame: dict[tuple[str, str], list[str]] = {}
+        self.used: set[str] = set()
+        self.names = list(names)
+        self.frame_ids = frame_ids
+
+    def add(self, kind: str, predicate) -> None:
+        """Candidates of ``kind``: the ``.png`` names accepted by ``predicate``."""
+        for name in self.names:
+            frame_id = frame_id_of(name)
+            if frame_id in self.frame_ids and name.lower().endswith(".png") and predicate(name):
+                self.by_frame.setdefault((frame_id, kind), []).append(name)
+                self.used.add(name)
+
+    def take(self, frame_id: str, kind: str, expected: str, missing: list[str]) -> str | None:
+        """The one file of ``kind`` of a frame; a missing one is appended to ``missing``."""
+        names = self.by_frame.get((frame_id, kind), [])
+        if len(names) > 1:
+            shown = " and ".join(os.path.join(self.directory, n) for n in names[:2])
+            raise DVPSInputError(
+                f"two {kind} files for the frame {frame_id}: {shown}; expected one per frame "
+                "(the file whose name starts with the frame id)."
+            )
+        if not names:
+            missing.append(os.path.join(self.directory, expected))
+            return None
+        return os.path.join(self.directory, names[0])
+
+    def warn_extra(self) -> None:
+        extra = [n for n in self.names if n not in self.used]
+        if extra:
+            logger.warning(
+                "ignoring %d files in %s that belong to no ground-truth frame (first %d: %s)",
+                len(extra),
+                self.directory,
+                min(len(extra), _LIST_EXTRA),
+                ", ".join(extra[:_LIST_EXTRA]),
+            )
+
+
+def _is_class_file(name: str) -> bool:
+    return name.endswith("cat.png")
+
+
+def _is_instance_file(name: str) -> bool:
+    return name.endswith("ins.png")
+
+
+def _match_files(
+    records: Sequence[dict[str, Any]],
+    metadata: Mapping[str, Any],
+    pred_dir: str,
+    depth_dir: str,
+    coco_json: str | None,
+) -> list[_FrameFiles]:
+    """Each ground-truth frame's prediction files (rules in the module docstring)."""
+    same_dir = os.path.realpath(pred_dir) == os.path.realpath(depth_dir)
+    if same_dir and (metadata["prediction_files"] == RGB or coco_json is not None):
+        raise DVPSInputError(
+            f"--pred-dir and --depth-dir are both {pred_dir}; panoptic and depth predictions "
+            "of this format cannot be told apart by name, so they need two directories."
         )
-    return statistics
+    frame_ids = {frame_id_of(os.path.basename(r["file_name"])) for r in records}
+    pred_names = _list_pngs(pred_dir, "prediction")
+    depth = _Matcher(depth_dir, _list_pngs(depth_dir, "depth prediction"), frame_ids)
+    segments: dict[str, SegmentTable] = {}
+    if coco_json is not None:
+        try:
+            segments = load_coco_panoptic(coco_json, metadata, frame_ids)
+        except (OSError, ValueError) as e:
+            raise DVPSInputError(str(e)) from None
+        coco_names = {frame_id_of(name): [name] for name in segments}
+        pred = _Matcher(pred_dir, pred_names, frame_ids)
+        pred.add("panoptic", lambda name: name in segments)
+        kinds = [("panoptic", ".png")]
+    elif metadata["prediction_files"] == RGB:
+        pred = _Matcher(pred_dir, pred_names, frame_ids)
+        pred.add("panoptic", lambda name: True)
+        kinds = [("panoptic", "_leftImg8bit.png")]
+    else:
+        pred = depth if same_dir else _Matcher(pred_dir, pred_names, frame_ids)
+        pred.add("class", _is_class_file)
+        pred.add("instance", _is_instance_file)
+        kinds = [("class", "_cat.png"), ("instance", "_ins.png")]
+    depth.add(
+        "depth", lambda name: not (same_dir and (_is_class_file(name) or _is_instance_file(name)))
+    )
+
+    frames: list[_FrameFiles] = []
+    missing: list[str] = []
+    frames_missing = 0
+    for record in records:
+        image = os.path.basename(record["file_name"])
+        frame_id = frame_id_of(image)
+        before = len(missing)
+        stem = image[: -len("_leftImg8bit.png")]
+        expected = [stem + suffix for _, suffix in kinds]
+        if coco_json is not None:
+            expected = coco_names.get(frame_id, [f"{stem}.png (no annotation in {coco_json})"])
+        panoptic = [
+            pred.take(frame_id, kind, name, missing)
+            for (kind, _), name in zip(kinds, expected, strict=True)
+        ]
+        depth_path = depth.take(frame_id, "depth", image, missing)
+        frames_missing += len(missing) > before
+        if len(missing) == before:
+            table = segments[os.path.basename(panoptic[0])] if coco_json is not None else None
+            frames.append(_FrameFiles(record, tuple(panoptic), depth_path, table))
+    if missing:
+        shown = "\n  ".join(missing[:_LIST_MISSING])
+        raise DVPSInputError(
+            f"{frames_missing} of {len(records)} ground-truth frames have no prediction: "
+            f"{len(missing)} files are missing (first {min(len(missing), _LIST_MISSING)}):\n"
+            f"  {shown}\nWrite one prediction per ground-truth frame, its name starting with "
+            "the frame id (see panoptic_depthlab/evaluation/evaluate_files.py)."
+        )
+    pred.warn_extra()
+    if not same_dir:
+        depth.warn_extra()
+    return frames
 
 
-def _check_prediction_size(
-    path: str, prediction: np.ndarray, gt_class: np.ndarray, image: str
-) -> None:
+def _read_frame(files: _FrameFiles, metadata: Mapping[str, Any]) -> DVPSFrame:
+    """Read one frame's ground truth and prediction files."""
+    image = files.record["file_name"]
+    gt_class, gt_instance, gt_depth = read_ground_truth(files.record, metadata)
+    if files.segments is not None:
+        pred_class, pred_instance = read_coco_panoptic_png(
+            files.panoptic[0], files.segments, metadata["num_classes"]
+        )
+    else:
+        pred_class, pred_instance = read_panoptic_prediction(files.panoptic, metadata)
+    _check_size(files.panoptic[0], pred_class, gt_class, image)
+    pred_depth = read_depth_prediction(files.depth)
+    if pred_depth.shape != gt_class.shape and metadata["resize_depth_prediction"]:
+        pred_depth = resize_depth_align_corners(pred_depth, *gt_class.shape)
+    _check_size(files.depth, pred_depth, gt_class, image)
+    return DVPSFrame(
+        pred_class, pred_instance, pred_depth, gt_class, gt_instance, gt_depth, files.panoptic[0]
+    )
+
+
+def _check_size(path: str, prediction: np.ndarray, gt_class: np.ndarray, image: str) -> None:
     if prediction.shape != gt_class.shape:
         raise DVPSInputError(
             f"{path}: size (H, W) = {prediction.shape} differs from its ground truth "
@@ -134,36 +260,16 @@ def _check_prediction_size(
         )
 
 
-def _evaluate_chunk(task: _ChunkTask) -> _ChunkResult:
+def _evaluate_chunk(task: _ChunkTask) -> DVPSAccumulator:
     """Read and reduce the frames of one chunk; errors become :class:`DVPSInputError`."""
-    result = _ChunkResult([], DepthMetrics(), new_stq(task.dataset_format, task.metadata))
-    for record in task.records:
-        image = record["file_name"]
-        pred_path = os.path.join(
-            task.pred_dir, prediction_file_names(image, task.dataset_format)[0]
-        )
-        depth_path = os.path.join(task.depth_dir, depth_file_name(image))
+    accumulator = DVPSAccumulator(task.metadata, task.window_sizes, task.depth_thresholds)
+    for files in task.frames:
         try:
-            gt_class, gt_instance, gt_depth = read_ground_truth(record, task.metadata)
-            pred_class, pred_instance = read_panoptic_prediction(
-                task.pred_dir, image, task.dataset_format
-            )
-            _check_prediction_size(pred_path, pred_class, gt_class, image)
-            pred_depth = read_depth_prediction(task.depth_dir, image)
-            _check_prediction_size(depth_path, pred_depth, gt_class, image)
+            frame = _read_frame(files, task.metadata)
+            accumulator.add(frame, files.record["sequence_id"], files.record["frame_index"])
         except (OSError, ValueError) as e:
             raise DVPSInputError(str(e)) from None
-        frame = DVPSFrame(
-            pred_class, pred_instance, pred_depth, gt_class, gt_instance, gt_depth, name=pred_path
-        )
-        try:
-            stats = reduce_frame(
-                frame, record["sequence_id"], task.protocol, result.depth, result.stq
-            )
-        except ValueError as e:
-            raise DVPSInputError(str(e)) from None
-        result.statistics.append(stats)
-    return result
+    return accumulator
 
 
 def _load_split(dataset_format: str, gt_dir: str) -> list[dict[str, Any]]:
@@ -186,81 +292,9 @@ def _load_split(dataset_format: str, gt_dir: str) -> list[dict[str, Any]]:
         raise DVPSInputError(str(e)) from None
 
 
-def _list_files(directory: str, what: str) -> set[str]:
-    """Names of the regular, non-hidden files of ``directory``."""
-    if not os.path.isdir(directory):
-        raise DVPSInputError(f"{what} directory {directory} does not exist or is not a directory.")
-    names = {
-        e.name
-        for e in os.scandir(directory)
-        if e.is_file() and not e.name.startswith(".")  # hidden: e.g. temporary files of writers
-    }
-    if not names:
-        raise DVPSInputError(f"{what} directory {directory} is empty; expected prediction PNGs.")
-    return names
-
-
-def _check_prediction_files(
-    records: Sequence[Mapping[str, Any]], dataset_format: str, pred_dir: str, depth_dir: str
-) -> None:
-    """Every frame needs its files; extra files are ignored with a warning."""
-    same_dir = os.path.realpath(pred_dir) == os.path.realpath(depth_dir)
-    if same_dir and dataset_format == CITYSCAPES_DVPS:
-        raise DVPSInputError(
-            f"--pred-dir and --depth-dir are both {pred_dir}; Cityscapes-DVPS panoptic and depth "
-            "predictions have the same file names, so they need two different directories."
-        )
-    pred_files = _list_files(pred_dir, "prediction")
-    depth_files = pred_files if same_dir else _list_files(depth_dir, "depth prediction")
-    expected_pred: set[str] = set()
-    expected_depth: set[str] = set()
-    missing: list[str] = []
-    frames_missing = 0
-    for record in records:
-        names = prediction_file_names(record["file_name"], dataset_format)
-        depth_name = depth_file_name(record["file_name"])
-        expected_pred.update(names)
-        expected_depth.add(depth_name)
-        lost = [os.path.join(pred_dir, n) for n in names if n not in pred_files]
-        if depth_name not in depth_files:
-            lost.append(os.path.join(depth_dir, depth_name))
-        frames_missing += bool(lost)
-        missing += lost
-    if missing:
-        shown = "\n  ".join(missing[:_LIST_MISSING])
-        raise DVPSInputError(
-            f"{frames_missing} of {len(records)} ground-truth frames have no prediction: "
-            f"{len(missing)} files are missing (first {min(len(missing), _LIST_MISSING)}):\n"
-            f"  {shown}\nWrite one prediction per ground-truth frame, named as "
-            f"panoptic_depthlab.evaluation.formats describes ({dataset_format})."
-        )
-    for directory, files, expected in (
-        (pred_dir, pred_files, expected_pred | (expected_depth if same_dir else set())),
-        (depth_dir, depth_files, expected_depth | (expected_pred if same_dir else set())),
-    ):
-        extra = sorted(files - expected)
-        if extra:
-            logger.warning(
-                "ignoring %d files in %s that belong to no ground-truth frame (first %d: %s)",
-                len(extra),
-                directory,
-                min(len(extra), _LIST_EXTRA),
-                ", ".join(extra[:_LIST_EXTRA]),
-            )
-        if same_dir:
-            break
-
-
-def _chunks(task: _ChunkTask, records: Sequence[dict[str, Any]], size: int) -> Iterator[_ChunkTask]:
-    for start in range(0, len(records), size):
-        yield _ChunkTask(
-            task.dataset_format,
-            task.metadata,
-            task.protocol,
-            task.pred_dir,
-            task.depth_dir,
-            list(records[start : start + size]),
-        )
+def _chunks(frames: Sequence[_FrameFiles], size: int) -> Iterator[list[_FrameFiles]]:
+    for start in range(0, len(frames), size):
+        yield list(frames[start : start + size])
 
 
 def evaluate_prediction_files(
@@ -273,208 +307,73 @@ def evaluate_prediction_files(
     workers: int = 1,
     progress: bool = False,
     chunk_frames: int = CHUNK_FRAMES,
+    pred_format: str = "official",
+    pred_json: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the prediction files of one split (see the module docstring).
 
     Args:
         dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``.
         gt_dir: the split directory ``<dataset root>/video_sequence/<split>``.
-        pred_dir: panoptic predictions (official format of ``dataset_format``).
-        depth_dir: depth predictions (16-bit PNG, meters * 256, named like the images).
+        pred_dir: panoptic predictions (the official layout of ``dataset_format``, or the PNGs
+            of ``pred_json``).
+        depth_dir: depth predictions (16-bit PNG, meters * 256).
         window_sizes: k values in frames; default the dataset's (``dvpq_window_sizes``).
         depth_thresholds: lambda values; default the dataset's plus 0.
         workers: processes reading frames (1: in this process); the results do not depend on it.
         progress: show a progress bar of the frames read (on stderr).
         chunk_frames: consecutive frames per task; results are reproducible for a fixed value.
+        pred_format: ``official`` or ``coco_panoptic`` (then ``pred_json`` is required).
+        pred_json: the COCO panoptic JSON of ``coco_panoptic`` predictions.
 
     Returns:
-        Results in percent (depth metrics in their own units); keys in the module docstring.
+        Results in percent (depth metrics in their own units); keys in
+        :mod:`~panoptic_depthlab.evaluation.accumulator`.
 
     Raises:
         DVPSInputError: missing, empty or unreadable directories and files, frames without a
             prediction, sizes that differ, class or instance ids out of range.
     """
-    if dataset_format not in DVPS_FORMATS:
+    try:
+        check_dvps_format(dataset_format)
+    except ValueError as e:
+        raise DVPSInputError(str(e)) from None
+    if pred_format not in PRED_FORMATS:
         raise DVPSInputError(
-            f"unknown dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
+            f"unknown pred_format {pred_format!r}; expected one of {PRED_FORMATS}."
         )
+    if (pred_format == "coco_panoptic") != (pred_json is not None):
+        raise DVPSInputError("pred_json is needed with pred_format 'coco_panoptic', and only then.")
     if not isinstance(workers, int) or workers < 1:
         raise DVPSInputError(f"workers={workers!r}; expected an integer >= 1.")
     if not isinstance(chunk_frames, int) or chunk_frames < 1:
         raise DVPSInputError(f"chunk_frames={chunk_frames!r}; expected an integer >= 1.")
     metadata = dvps_metadata(dataset_format)
     try:
-        protocol = DVPQProtocol.from_metadata(metadata, window_sizes, depth_thresholds)
+        accumulator = DVPSAccumulator(metadata, window_sizes, depth_thresholds)
     except ValueError as e:
         raise DVPSInputError(str(e)) from None
     records = _load_split(dataset_format, gt_dir)
-    _check_prediction_files(records, dataset_format, pred_dir, depth_dir)
-    if protocol.windows_cross_sequences:  # one stream: all frames sorted by name
-        records = sorted(records, key=lambda r: os.path.basename(r["file_name"]))
-    # else: load_dvps_split sorts by (sequence_id, frame_index); each sequence is a stream
+    frames = _match_files(records, metadata, pred_dir, depth_dir, pred_json)
 
-    base = _ChunkTask(dataset_format, metadata, protocol, pred_dir, depth_dir, [])
-    tasks = list(_chunks(base, records, chunk_frames))
-    statistics: list[FrameStatistics] = []
-    depth = DepthMetrics()
-    stq = new_stq(dataset_format, metadata)
-    with tqdm(total=len(records), unit="frame", desc="reading frames", disable=not progress) as bar:
+    protocol = accumulator.protocol
+    tasks = [
+        _ChunkTask(metadata, protocol.window_sizes, protocol.depth_thresholds, chunk)
+        for chunk in _chunks(frames, chunk_frames)
+    ]
+    with tqdm(total=len(frames), unit="frame", desc="reading frames", disable=not progress) as bar:
         if workers == 1 or len(tasks) == 1:
-            results: Iterator[_ChunkResult] = map(_evaluate_chunk, tasks)
+            results: Iterator[DVPSAccumulator] = map(_evaluate_chunk, tasks)
             pool = None
         else:
             pool = multiprocessing.get_context().Pool(min(workers, len(tasks)))
             results = pool.imap(_evaluate_chunk, tasks)  # in task order
         try:
             for task, result in zip(tasks, results, strict=True):
-                statistics += result.statistics
-                depth.merge(result.depth)
-                if stq is not None:
-                    stq.merge(result.stq)
-                bar.update(len(task.records))
+                accumulator.merge(result)
+                bar.update(len(task.frames))
         finally:
             if pool is not None:
                 pool.terminate()
                 pool.join()
-
-    if protocol.windows_cross_sequences:
-        streams = [statistics]
-    else:
-        streams, start = [], 0
-        for end in range(1, len(records) + 1):
-            if end == len(records) or records[end]["sequence_id"] != records[start]["sequence_id"]:
-                streams.append(statistics[start:end])
-                start = end
-    return dvps_results(dataset_format, protocol, streams, depth, stq)
-
-
-def dvps_results(
-    dataset_format: str,
-    protocol: DVPQProtocol,
-    streams: Sequence[Sequence[FrameStatistics]],
-    depth: DepthMetrics,
-    stq: STQAccumulator | None,
-) -> dict[str, Any]:
-    """The results dictionary (keys in the module docstring, JSON-safe) from the frames'
-    statistics, grouped in streams as ``protocol`` wants, and the merged accumulators."""
-    longest = max(len(s) for s in streams)
-    too_long = [k for k in protocol.window_sizes if k > longest]
-    if too_long:
-        logger.warning(
-            "no window of k = %s frames fits in the %s (longest: %d frames); those entries "
-            "count no segment (%s)",
-            ", ".join(map(str, too_long)),
-            "frames" if protocol.windows_cross_sequences else "sequences",
-            longest,
-            "PQ 0" if protocol.absent_class_is_zero else "PQ None",
-        )
-    dvpq = DVPQAccumulator(protocol)
-    for stream in streams:
-        dvpq.add_stream(stream)
-    results_dict: dict[str, Any] = {
-        "dataset": dataset_format,
-        **dvpq.summary(dvps_metadata(dataset_format)["stuff_classes"]),
-        "depth": depth.summary(),
-    }
-    if stq is not None:
-        stq_summary = stq.summary()
-        results_dict["stq"], results_dict["dstq"] = stq_summary["stq"], stq_summary["dstq"]
-    return _json_safe(results_dict)
-
-
-def _json_safe(value: Any) -> Any:
-    """Copy of ``value`` with nan/inf floats replaced by None and numpy scalars made Python."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def format_results_table(results: Mapping[str, Any]) -> str:
-    """Plain-text tables: PQ / PQ_th / PQ_st per (k, lambda) and their mean over lambda > 0,
-    then the depth metrics and, when present, STQ and DSTQ."""
-    rows = [
-        [e["k"], f"{e['lambda']:g}", _fmt(e["pq"]), _fmt(e["pq_thing"]), _fmt(e["pq_stuff"])]
-        for e in results["dvpq"]
-    ]
-    if "dvpq_mean" in results:
-        mean = results["dvpq_mean"]
-        rows.append(["DVPQ", "mean", *(_fmt(mean[key]) for key in ("pq", "pq_thing", "pq_stuff"))])
-    text = tabulate(rows, headers=["k", "lambda", "PQ", "PQ_th", "PQ_st"], tablefmt="github")
-    metrics = [
-        [key, value if isinstance(value, int) else _fmt(value)]
-        for key, value in results["depth"].items()
-    ]
-    metrics += [[key.upper(), _fmt(results[key])] for key in ("stq", "dstq") if key in results]
-    return text + "\n\n" + tabulate(metrics, headers=["metric", "value"], tablefmt="github")
-
-
-def _save_figure(figure: Any, path: str) -> None:
-    """Render a matplotlib figure to PNG in memory and write it atomically."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def plot_results(results: Mapping[str, Any], plot_dir: str) -> list[str]:
-    """PNG charts of the results: ``per_class_pq.png`` (PQ per class at k = 1, lambda = 0, when
-    both were evaluated; classes without TP, FP or FN are marked n/a) and ``dvpq_vs_k.png``
-    (PQ against k, one line per lambda). Uses the Agg canvas; no global matplotlib state.
-
-    Returns:
-        The written paths.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    os.makedirs(plot_dir, exist_ok=True)
-    written = []
-    per_class = results.get("per_class")
-    if per_class:
-        names = list(per_class)
-        values = [0.0 if v is None else v["pq"] for v in per_class.values()]
-        figure = Figure(figsize=(max(6.0, 0.45 * len(names)), 4.0))
-        FigureCanvasAgg(figure)
-        ax = figure.add_subplot()
-        bars = ax.bar(range(len(names)), values, color="tab:blue")
-        for bar, stats in zip(bars, per_class.values(), strict=True):
-            if stats is None:
-                ax.text(bar.get_x() + bar.get_width() / 2, 1, "n/a", ha="center", fontsize=7)
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-        ax.set_ylim(0, 105)
-        ax.set_ylabel("PQ (%)")
-        ax.set_title(f"{results['dataset']}: per-class PQ, k = 1, lambda = 0")
-        figure.tight_layout()
-        written.append(os.path.join(plot_dir, "per_class_pq.png"))
-        _save_figure(figure, written[-1])
-    else:
-        logger.warning("no per-class PQ chart: k = 1 and lambda = 0 were not both evaluated")
-
-    figure = Figure(figsize=(6.0, 4.0))
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    lambdas = sorted({e["lambda"] for e in results["dvpq"]}, reverse=True)
-    for lam in lambdas:
-        entries = sorted((e for e in results["dvpq"] if e["lambda"] == lam), key=lambda e: e["k"])
-        ks = [e["k"] for e in entries]
-        pqs = [math.nan if e["pq"] is None else e["pq"] for e in entries]
-        ax.plot(ks, pqs, marker="o", label=f"lambda = {lam:g}")
-    ax.set_xticks(sorted({e["k"] for e in results["dvpq"]}))
-    ax.set_xlabel("k (frames per window)")
-    ax.set_ylabel("DVPQ (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title(f"{results['dataset']}: DVPQ against window size")
-    ax.legend()
-    figure.tight_layout()
-    written.append(os.path.join(plot_dir, "dvpq_vs_k.png"))
-    _save_figure(figure, written[-1])
-    return written
+    return accumulator.results()

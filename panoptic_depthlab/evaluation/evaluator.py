@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..files import write_json_atomic
-from .depth_metrics import DepthMetrics
-from .dvpq import DVPQProtocol, DVPSFrame
-from .evaluate_files import (
-    dvps_results,
-    format_results_table,
-    new_stq,
-    reduce_frame,
-)
+from ..panoptic_ids import split_panoptic
+from .accumulator import DVPSAccumulator
+from .dvpq import DVPSFrame
 from .formats import quantize_depth, read_ground_truth, write_prediction
+from .report import flatten_dvps_results, format_results_table
 
-__all__ = ["DVPSEvaluator", "flatten_dvps_results"]
+__all__ = ["DVPSEvaluator"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +29,10 @@ class DVPSEvaluator(DatasetEvaluator):
     """DVPQ for every (k, lambda), per-class PQ, depth metrics and, for SemKITTI-DVPS, STQ and
     DSTQ of a model's outputs, exactly as ``tools/eval_dvpq.py`` computes them from files.
 
-    Each processed frame is reduced at once to its DVPQ overlap tables and added to the depth and
-    STQ accumulators; no frame is kept. Frames may arrive in any order and from any process:
-    ``evaluate`` gathers the tables and orders them by (sequence, frame) to form the windows.
+    Each processed frame goes straight into a
+    :class:`~panoptic_depthlab.evaluation.accumulator.DVPSAccumulator` (the file evaluation's
+    too); no frame is kept. Frames may arrive in any order and from any process: ``evaluate``
+    merges the processes' accumulators, which order the frames by (sequence, frame).
 
     Inputs need the dataset record's ``file_name``, ``sequence_id`` and ``frame_index`` (the
     record itself, or what :class:`DVPSDatasetMapper` returns in inference); outputs need
@@ -68,33 +63,26 @@ class DVPSEvaluator(DatasetEvaluator):
                 "evaluator_type 'dvps'); register it with register_dvps_dataset."
             )
         self._dataset_name = dataset_name
-        self._format = self._meta.dataset_format
-        self._protocol = DVPQProtocol.from_metadata(
-            self._meta.as_dict(), window_sizes, depth_thresholds
-        )
+        self._window_sizes = window_sizes
+        self._depth_thresholds = depth_thresholds
         self._output_dir = output_dir
         self._cpu = torch.device("cpu")
         self.reset()
 
     def reset(self) -> None:
-        self._frames: list[tuple[int, int, str, Any]] = []
-        self._depth = DepthMetrics()
-        self._stq = new_stq(self._format, self._meta.as_dict())
-
-    def _prediction(self, output: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(class, instance, depth in meters as a 16-bit PNG stores it) of one output."""
-        panoptic = output["panoptic_seg"][0].to(self._cpu).numpy().astype(np.int64)
-        divisor = self._meta.label_divisor
-        void = (panoptic < 0) | (panoptic // divisor >= self._meta.num_classes)
-        pred_class = np.where(void, self._meta.num_classes, panoptic // divisor)
-        pred_instance = np.where(void, 0, panoptic % divisor)
-        depth = quantize_depth(output["depth"].to(self._cpu).numpy())
-        return pred_class, pred_instance, depth
+        self._accumulator = DVPSAccumulator(
+            self._meta.as_dict(), self._window_sizes, self._depth_thresholds
+        )
 
     def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
+        meta = self._meta
         for record, output in zip(inputs, outputs, strict=True):
-            pred_class, pred_instance, pred_depth = self._prediction(output)
-            gt_class, gt_instance, gt_depth = read_ground_truth(record, self._meta.as_dict())
+            panoptic = output["panoptic_seg"][0].to(self._cpu).numpy()
+            pred_class, pred_instance = split_panoptic(
+                panoptic, meta.label_divisor, meta.num_classes
+            )
+            pred_depth = quantize_depth(output["depth"].to(self._cpu).numpy())  # as a PNG holds it
+            gt_class, gt_instance, gt_depth = read_ground_truth(record, meta.as_dict())
             frame = DVPSFrame(
                 pred_class,
                 pred_instance,
@@ -104,70 +92,34 @@ class DVPSEvaluator(DatasetEvaluator):
                 gt_depth,
                 name=record["file_name"],
             )
-            stats = reduce_frame(
-                frame, record["sequence_id"], self._protocol, self._depth, self._stq
-            )
+            self._accumulator.add(frame, record["sequence_id"], record["frame_index"])
             if self._output_dir:
                 write_prediction(
                     os.path.join(self._output_dir, "panoptic"),
                     os.path.join(self._output_dir, "depth"),
                     record["file_name"],
-                    self._format,
+                    meta.as_dict(),
                     pred_class,
                     pred_instance,
                     pred_depth,
                 )
-            key = (record["sequence_id"], record["frame_index"], record["file_name"])
-            self._frames.append((*key, stats))
 
     def evaluate(self) -> OrderedDict:
-        frames = list(itertools.chain(*comm.gather(self._frames, dst=0)))
-        depth_parts = comm.gather(self._depth, dst=0)
-        stq_parts = comm.gather(self._stq, dst=0)
+        parts = comm.gather(self._accumulator, dst=0)
         if not comm.is_main_process():
             return OrderedDict()
-        if not frames:
+        accumulator = parts[0]
+        for part in parts[1:]:
+            accumulator.merge(part)
+        if not accumulator.frames:
             raise ValueError(f"DVPSEvaluator on {self._dataset_name}: no frames were processed.")
-        for part in depth_parts[1:]:
-            depth_parts[0].merge(part)
-        if self._protocol.windows_cross_sequences:  # all frames sorted by name, one stream
-            frames.sort(key=lambda f: os.path.basename(f[2]))
-            streams = [[f[3] for f in frames]]
-        else:
-            frames.sort(key=lambda f: f[:2])
-            groups = itertools.groupby(frames, key=lambda f: f[0])
-            streams = [[f[3] for f in group] for _, group in groups]
-        stq = None
-        if stq_parts[0] is not None:
-            stq = stq_parts[0]
-            for part in stq_parts[1:]:
-                stq.merge(part)
-        results = dvps_results(self._format, self._protocol, streams, depth_parts[0], stq)
+        results = accumulator.results()
         logger.info(
             "DVPS evaluation of %d frames of %s:\n%s",
-            len(frames),
+            len(accumulator.frames),
             self._dataset_name,
             format_results_table(results),
         )
         if self._output_dir:
             write_json_atomic(os.path.join(self._output_dir, "dvps_results.json"), results)
         return OrderedDict(dvps=flatten_dvps_results(results))
-
-
-def flatten_dvps_results(results: dict[str, Any]) -> dict[str, float]:
-    """Scalars for Detectron2's storage and logs: ``DVPQ``, ``DVPQ_th``, ``DVPQ_st`` (means over
-    k and lambda > 0), ``DVPQ@k<k>_l<lambda>``, depth metrics and STQ/DSTQ when present."""
-    flat: dict[str, float] = {}
-    for suffix, key in (("", "pq"), ("_th", "pq_thing"), ("_st", "pq_stuff")):
-        if "dvpq_mean" in results and results["dvpq_mean"][key] is not None:
-            flat["DVPQ" + suffix] = results["dvpq_mean"][key]
-    for entry in results["dvpq"]:
-        if entry["pq"] is not None:
-            flat[f"DVPQ@k{entry['k']}_l{entry['lambda']:g}"] = entry["pq"]
-    for key, value in results["depth"].items():
-        if key not in ("frames", "skipped_frames") and value is not None:
-            flat[key] = value
-    for key in ("stq", "dstq"):
-        if key in results:
-            flat[key.upper()] = results[key]
-    return flat

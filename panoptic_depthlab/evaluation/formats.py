@@ -1,19 +1,21 @@
 """The prediction files of the official ViP-DeepLab DVPS evaluation scripts, and ground truth
 read the way those scripts see it.
 
-Prediction files, per frame (``<image>`` is the input image's base name, e.g.
-``000000_000000_munster_000105_000004_leftImg8bit.png``; ``<image_id>`` is that name without
-``_leftImg8bit.png``):
+Prediction files, per frame, in the layout the dataset's metadata declares
+(``prediction_files``):
 
-* Cityscapes-DVPS: ``<pred_dir>/<image>``, an 8-bit RGB PNG: red = class (train id),
-  green = instance id (0..255), blue = 0. The official script groups frames into sequences by
-  the text before the first ``_`` of these names.
-* SemKITTI-DVPS: ``<pred_dir>/<image_id>_cat.png`` (8-bit class) and
-  ``<pred_dir>/<image_id>_ins.png`` (16-bit instance id).
-* Depth, both formats: ``<depth_dir>/<image>``, a 16-bit PNG holding
-  ``round(meters * 256)`` clipped to 0..65535 (:func:`quantize_depth` gives the meters it
-  stores). ``depth_dir`` is its own directory, given by the caller; for Cityscapes-DVPS it must
-  differ from ``pred_dir`` (the names would collide).
+* ``"rgb"`` (Cityscapes-DVPS): one 8-bit RGB PNG, red = class (train id), green = instance id
+  (0..255), blue = 0.
+* ``"class_instance"`` (SemKITTI-DVPS): a ``*cat.png`` (8-bit class) and a ``*ins.png`` (16-bit
+  instance id).
+* Depth, both: a 16-bit PNG holding ``round(meters * 256)`` clipped to 0..65535
+  (:func:`quantize_depth` gives the meters it stores), in its own directory.
+
+:func:`write_prediction` names them after the input image ``<image>`` (e.g.
+``000000_000000_munster_000105_000004_leftImg8bit.png``; ``<image_id>`` is that name without
+``_leftImg8bit.png``): ``<pred_dir>/<image>``, or ``<pred_dir>/<image_id>_cat.png`` and
+``<image_id>_ins.png``; depth ``<depth_dir>/<image>``. The evaluation accepts every name the
+official scripts accept (see :mod:`~panoptic_depthlab.evaluation.evaluate_files`).
 
 Classes: predicted class ids are train ids ``0..num_classes - 1``; anything a model marks void
 (255, or any id >= ``num_classes``) is written as ``num_classes`` (19), which the official
@@ -26,17 +28,18 @@ Arrays: class and instance maps are ``int32`` (H, W); depth maps are ``float64``
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..data.annotations import read_depth, read_labels, read_png
-from ..data.datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 from ..files import write_png_atomic
 
 __all__ = [
     "depth_file_name",
+    "frame_id_of",
     "image_id_of",
     "prediction_file_names",
     "quantize_depth",
@@ -44,21 +47,15 @@ __all__ = [
     "read_ground_truth",
     "read_panoptic_prediction",
     "read_prediction",
+    "resize_depth_align_corners",
     "write_prediction",
 ]
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 _DEPTH_SCALE = 256.0  # depth PNG value per meter, both formats
 _UINT16_MAX = np.iinfo(np.uint16).max
-# Largest instance id each format's prediction file can hold.
-_MAX_INSTANCE = {CITYSCAPES_DVPS: np.iinfo(np.uint8).max, SEMKITTI_DVPS: _UINT16_MAX}
-
-
-def _check_format(dataset_format: str) -> None:
-    if dataset_format not in DVPS_FORMATS:
-        raise ValueError(
-            f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
-        )
+RGB, CLASS_INSTANCE = "rgb", "class_instance"  # the values of metadata["prediction_files"]
+_FRAME_ID = re.compile(r"^(\d+_\d+)(?!\d)")
 
 
 def image_id_of(image_file: str) -> str:
@@ -72,15 +69,19 @@ def image_id_of(image_file: str) -> str:
     return name[: -len(IMAGE_SUFFIX)]
 
 
-def prediction_file_names(image_file: str, dataset_format: str) -> list[str]:
-    """Base names of the panoptic prediction files of one frame, in ``pred_dir``.
+def frame_id_of(name: str) -> str | None:
+    """The frame id ``<sequence>_<frame>`` that starts a file name (digits, ``_``, digits, then
+    a non-digit or the end), or None; e.g. ``000008_000004`` of ``000008_000004_cat.png``."""
+    m = _FRAME_ID.match(name)
+    return None if m is None else m[1]
 
-    Cityscapes-DVPS: ``[<image>]``; SemKITTI-DVPS: ``[<image_id>_cat.png, <image_id>_ins.png]``.
-    The depth file is :func:`depth_file_name`, in ``depth_dir``.
-    """
-    _check_format(dataset_format)
+
+def prediction_file_names(image_file: str, metadata: Mapping[str, Any]) -> list[str]:
+    """Base names :func:`write_prediction` gives the panoptic files of one frame, in
+    ``pred_dir``: ``[<image>]`` (``"rgb"``) or ``[<image_id>_cat.png, <image_id>_ins.png]``
+    (``"class_instance"``). The depth file is :func:`depth_file_name`, in ``depth_dir``."""
     image_id = image_id_of(image_file)
-    if dataset_format == CITYSCAPES_DVPS:
+    if metadata["prediction_files"] == RGB:
         return [image_id + IMAGE_SUFFIX]
     return [f"{image_id}_cat.png", f"{image_id}_ins.png"]
 
@@ -112,15 +113,16 @@ def quantize_depth(depth_m: np.ndarray) -> np.ndarray:
     return _depth_to_png(depth_m, "quantize_depth").astype(np.float64) / _DEPTH_SCALE
 
 
-def _check_pair_dirs(pred_dir: str, depth_dir: str | None, dataset_format: str) -> None:
+def _check_pair_dirs(pred_dir: str, depth_dir: str | None, metadata: Mapping[str, Any]) -> None:
     if (
-        dataset_format == CITYSCAPES_DVPS
+        metadata["prediction_files"] == RGB
         and depth_dir is not None
         and os.path.realpath(pred_dir) == os.path.realpath(depth_dir)
     ):
         raise ValueError(
-            f"pred_dir and depth_dir are both {pred_dir}; Cityscapes-DVPS panoptic and depth "
-            "predictions share their file names, so they need two different directories."
+            f"pred_dir and depth_dir are both {pred_dir}; {metadata['dataset_format']} panoptic "
+            "and depth predictions share their file names, so they need two different "
+            "directories."
         )
 
 
@@ -128,7 +130,7 @@ def write_prediction(
     pred_dir: str,
     depth_dir: str | None,
     image_file: str,
-    dataset_format: str,
+    metadata: Mapping[str, Any],
     pred_class: np.ndarray,
     pred_instance: np.ndarray,
     depth_m: np.ndarray | None,
@@ -139,11 +141,12 @@ def write_prediction(
         pred_dir: directory of panoptic predictions (created if missing).
         depth_dir: directory of depth predictions (created if missing); None writes no depth.
         image_file: the input image (only its base name is used).
-        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``.
+        metadata: the dataset's metadata (``prediction_files``, ``max_prediction_instance``,
+            ``num_classes``).
         pred_class: (H, W) integer train ids; 255 or any id >= num_classes is void, written as
             num_classes (19).
-        pred_instance: (H, W) integer instance ids, 0..255 (Cityscapes-DVPS) or 0..65535
-            (SemKITTI-DVPS); 0 for stuff.
+        pred_instance: (H, W) integer instance ids, 0..``max_prediction_instance`` (255 for
+            Cityscapes-DVPS, 65535 for SemKITTI-DVPS); 0 for stuff.
         depth_m: (H, W) depth in meters, or None (only with ``depth_dir`` None).
 
     Returns:
@@ -152,9 +155,8 @@ def write_prediction(
     Raises:
         ValueError: sizes differ, negative ids, instance ids the format cannot hold, NaN depth.
     """
-    _check_format(dataset_format)
-    _check_pair_dirs(pred_dir, depth_dir, dataset_format)
-    num_classes = dvps_metadata(dataset_format)["num_classes"]
+    _check_pair_dirs(pred_dir, depth_dir, metadata)
+    num_classes = metadata["num_classes"]
     name = os.path.basename(image_file)
     classes = np.asarray(pred_class)
     instances = np.asarray(pred_instance)
@@ -173,11 +175,12 @@ def write_prediction(
             raise ValueError(f"{name}: {key} has dtype {array.dtype}; expected integers.")
     if classes.size and int(classes.min()) < 0:
         raise ValueError(f"{name}: pred_class holds {int(classes.min())}; expected ids >= 0.")
-    limit = _MAX_INSTANCE[dataset_format]
+    limit = metadata["max_prediction_instance"]
     if instances.size and (int(instances.min()) < 0 or int(instances.max()) > limit):
         bad = int(instances.min()) if int(instances.min()) < 0 else int(instances.max())
         raise ValueError(
-            f"{name}: pred_instance holds {bad}; the {dataset_format} prediction format stores "
+            f"{name}: pred_instance holds {bad}; the {metadata['dataset_format']} prediction "
+            "format stores "
             f"instance ids 0..{limit}. Renumber the instances of each sequence consistently "
             "(e.g. in order of appearance) before writing."
         )
@@ -186,13 +189,13 @@ def write_prediction(
     depth_png = None if depth_path is None else _depth_to_png(arrays["depth_m"], depth_path)
     written = []
     os.makedirs(pred_dir, exist_ok=True)
-    if dataset_format == CITYSCAPES_DVPS:
-        (pan_name,) = prediction_file_names(image_file, dataset_format)
+    if metadata["prediction_files"] == RGB:
+        (pan_name,) = prediction_file_names(image_file, metadata)
         bgr = np.stack([np.zeros_like(classes), instances, classes], axis=-1).astype(np.uint8)
         written.append(os.path.join(pred_dir, pan_name))
         write_png_atomic(written[-1], bgr)
     else:
-        cat_name, ins_name = prediction_file_names(image_file, dataset_format)
+        cat_name, ins_name = prediction_file_names(image_file, metadata)
         written.append(os.path.join(pred_dir, cat_name))
         write_png_atomic(written[-1], classes.astype(np.uint8))
         written.append(os.path.join(pred_dir, ins_name))
@@ -224,9 +227,13 @@ def _check_same_size(path: str, array: np.ndarray, ref_path: str, ref_shape: tup
 
 
 def read_panoptic_prediction(
-    pred_dir: str, image_file: str, dataset_format: str
+    paths: Sequence[str], metadata: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one frame's panoptic prediction files.
+
+    Args:
+        paths: ``[rgb]`` (``"rgb"`` layout) or ``[cat, ins]`` (``"class_instance"``).
+        metadata: the dataset's metadata (``prediction_files``, ``num_classes``).
 
     Returns:
         ``(pred_class, pred_instance)``: int32 (H, W) class ids in 0..num_classes
@@ -234,14 +241,12 @@ def read_panoptic_prediction(
 
     Raises:
         FileNotFoundError: a file is missing.
-        ValueError: unreadable file, wrong channels or bit depth, sizes that differ (SemKITTI-DVPS
-            class and instance files), class ids above num_classes. Messages name the file.
+        ValueError: unreadable file, wrong channels or bit depth, sizes that differ (class and
+            instance files), class ids above num_classes. Messages name the file.
     """
-    _check_format(dataset_format)
-    num_classes = dvps_metadata(dataset_format)["num_classes"]
-    names = prediction_file_names(image_file, dataset_format)
-    class_path = os.path.join(pred_dir, names[0])
-    if dataset_format == CITYSCAPES_DVPS:
+    num_classes = metadata["num_classes"]
+    class_path = paths[0]
+    if metadata["prediction_files"] == RGB:
         what = "an 8-bit RGB panoptic prediction (red = class, green = instance)"
         bgr = read_png(class_path, what)
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
@@ -254,7 +259,7 @@ def read_panoptic_prediction(
         classes = _read_single_channel(
             class_path, "an 8-bit class prediction", (np.uint8, np.uint16)
         ).astype(np.int32)
-        instance_path = os.path.join(pred_dir, names[1])
+        instance_path = paths[1]
         instances = _read_single_channel(
             instance_path, "a 16-bit instance prediction", (np.uint16, np.uint8)
         ).astype(np.int32)
@@ -269,28 +274,61 @@ def read_panoptic_prediction(
     return classes, instances
 
 
-def read_depth_prediction(depth_dir: str, image_file: str) -> np.ndarray:
+def read_depth_prediction(path: str) -> np.ndarray:
     """Read one frame's depth prediction: float64 (H, W) meters (16-bit PNG / 256).
 
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: unreadable file, or not a single-channel 16-bit PNG.
     """
-    path = os.path.join(depth_dir, depth_file_name(image_file))
     raw = _read_single_channel(path, "a 16-bit depth prediction", (np.uint16,))
     return raw.astype(np.float64) / _DEPTH_SCALE
 
 
+def resize_depth_align_corners(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a depth map as the official SemKITTI-DVPS DSTQ script does: TensorFlow 1's
+    ``resize_bilinear(..., align_corners=True)``, in float32.
+
+    Source rows ``y * (in_h - 1) / (out_h - 1)`` (the scale in float32), ``lerp = src -
+    floor(src)``, ``top = tl + (tr - tl) * x_lerp``, ``out = top + (bottom - top) * y_lerp``,
+    each step rounded to float32. Meters and PNG units give the same result up to the factor
+    256 (a power of two).
+
+    Args:
+        depth: (h, w) depth.
+        height, width: the output size.
+
+    Returns:
+        (height, width) float32.
+    """
+    image = np.asarray(depth, dtype=np.float32)
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
+        src = np.arange(n_out, dtype=np.float32) * scale
+        low = np.floor(src).astype(np.int64)
+        high = np.minimum(np.ceil(src).astype(np.int64), n_in - 1)
+        return low, high, (src - low.astype(np.float32)).astype(np.float32)
+
+    y0, y1, y_lerp = axis(image.shape[0], height)
+    x0, x1, x_lerp = axis(image.shape[1], width)
+    top_left, top_right = image[y0][:, x0], image[y0][:, x1]
+    bottom_left, bottom_right = image[y1][:, x0], image[y1][:, x1]
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    return top + (bottom - top) * y_lerp[:, None]
+
+
 def read_prediction(
-    pred_dir: str, depth_dir: str | None, image_file: str, dataset_format: str
+    pred_dir: str, depth_dir: str | None, image_file: str, metadata: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read one frame's prediction files (the inverse of :func:`write_prediction`).
+    """Read the files :func:`write_prediction` wrote for one frame (its inverse).
 
     Args:
         pred_dir: directory of panoptic predictions.
         depth_dir: directory of depth predictions; None reads no depth.
         image_file: the input image (only its base name is used).
-        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``.
+        metadata: the dataset's metadata.
 
     Returns:
         ``(pred_class, pred_instance, depth_m)``: int32 (H, W) class ids in 0..num_classes
@@ -301,15 +339,14 @@ def read_prediction(
         ValueError: unreadable file, wrong channels or bit depth, sizes that differ, class ids
             above num_classes. Messages name the file.
     """
-    _check_pair_dirs(pred_dir, depth_dir, dataset_format)
-    classes, instances = read_panoptic_prediction(pred_dir, image_file, dataset_format)
+    _check_pair_dirs(pred_dir, depth_dir, metadata)
+    paths = [os.path.join(pred_dir, n) for n in prediction_file_names(image_file, metadata)]
+    classes, instances = read_panoptic_prediction(paths, metadata)
     depth = None
     if depth_dir is not None:
-        depth = read_depth_prediction(depth_dir, image_file)
-        class_path = os.path.join(pred_dir, prediction_file_names(image_file, dataset_format)[0])
-        _check_same_size(
-            os.path.join(depth_dir, depth_file_name(image_file)), depth, class_path, classes.shape
-        )
+        depth_path = os.path.join(depth_dir, depth_file_name(image_file))
+        depth = read_depth_prediction(depth_path)
+        _check_same_size(depth_path, depth, paths[0], classes.shape)
     return classes, instances, depth
 
 

@@ -60,7 +60,7 @@ def write_ground_truth_predictions(gt_dir: Path, fmt: str, pred_dir: Path, depth
                 str(pred_dir),
                 str(depth_dir),
                 record["file_name"],
-                fmt,
+                meta,
                 gt_class,
                 lut[gt_instance],
                 gt_depth,
@@ -134,7 +134,8 @@ def test_ground_truth_scores_100_through_the_cli(subprocess_runs, fmt):
     results = json.loads(output.read_text())
     meta = dvps_metadata(fmt)
     keys = {"dataset", "dvpq", "dvpq_mean", "per_class", "depth"}
-    assert set(results) == (keys | {"stq", "dstq"} if fmt == SEMKITTI else keys)
+    stq_keys = {"stq", "aq", "iou", "dq", "dstq"}
+    assert set(results) == (keys | stq_keys if fmt == SEMKITTI else keys)
     assert results["dataset"] == fmt
     pairs = [(k, lam) for k in meta["dvpq_window_sizes"] for lam in LAMBDAS]
     assert [(e["k"], e["lambda"]) for e in results["dvpq"]] == pairs
@@ -149,7 +150,7 @@ def test_ground_truth_scores_100_through_the_cli(subprocess_runs, fmt):
     assert depth["abs_rel"] == 0 and depth["rmse"] == 0 and depth["delta1"] == 100
     assert depth["frames"] == SHAPES[fmt][0] * SHAPES[fmt][1]
     if fmt == SEMKITTI:
-        assert results["stq"] == pytest.approx(100) and results["dstq"] == pytest.approx(100)
+        assert all(results[key] == pytest.approx(100) for key in stq_keys)
     assert "PQ_th" in proc.stdout and "abs_rel" in proc.stdout
     assert ("DSTQ" in proc.stdout) == (fmt == SEMKITTI)
     assert [p.name for p in output.parent.iterdir()] == ["results.json"]  # no temporary left
@@ -170,11 +171,15 @@ def _noisy_predictions(paths: dict[str, Path], fmt: str, tmp_path: Path) -> dict
     records = load_dvps_split(str(paths["gt"].parents[1]), paths["gt"].name, fmt)
     for i, record in enumerate(records):
         image = record["file_name"]
-        cls, inst, depth = read_prediction(str(noisy["pred"]), str(noisy["depth"]), image, fmt)
+        cls, inst, depth = read_prediction(
+            str(noisy["pred"]), str(noisy["depth"]), image, dvps_metadata(fmt)
+        )
         depth = depth * (1 + 0.05 * np.sin(np.arange(depth.size) + i).reshape(depth.shape))
         if i == 2:
             inst = np.where(inst > 0, inst + 100, 0)
-        write_prediction(str(noisy["pred"]), str(noisy["depth"]), image, fmt, cls, inst, depth)
+        write_prediction(
+            str(noisy["pred"]), str(noisy["depth"]), image, dvps_metadata(fmt), cls, inst, depth
+        )
     return noisy
 
 
@@ -200,10 +205,14 @@ def test_shifted_instance_ids_lower_only_multi_frame_windows(data, cli_main, tmp
     paths = _copy_predictions(data[CITYSCAPES], tmp_path)
     record = load_dvps_split(str(paths["gt"].parents[1]), "val", CITYSCAPES)[2]
     image = record["file_name"]
-    cls, inst, depth = read_prediction(str(paths["pred"]), str(paths["depth"]), image, CITYSCAPES)
+    cls, inst, depth = read_prediction(
+        str(paths["pred"]), str(paths["depth"]), image, dvps_metadata(CITYSCAPES)
+    )
     assert (inst > 0).any()
     inst = np.where(inst > 0, inst + 100, 0)  # new ids in frame 2 of sequence 0 only
-    write_prediction(str(paths["pred"]), str(paths["depth"]), image, CITYSCAPES, cls, inst, depth)
+    write_prediction(
+        str(paths["pred"]), str(paths["depth"]), image, dvps_metadata(CITYSCAPES), cls, inst, depth
+    )
     output = tmp_path / "results.json"
     assert cli_main(_args(paths, CITYSCAPES, output)) == 0
     results = json.loads(output.read_text())
@@ -217,7 +226,7 @@ def test_shifted_instance_ids_lower_only_multi_frame_windows(data, cli_main, tmp
 
 def _first_prediction(paths: dict[str, Path], fmt: str, index: int = 0) -> Path:
     records = load_dvps_split(str(paths["gt"].parents[1]), paths["gt"].name, fmt)
-    return paths["pred"] / prediction_file_names(records[index]["file_name"], fmt)[0]
+    return paths["pred"] / prediction_file_names(records[index]["file_name"], dvps_metadata(fmt))[0]
 
 
 def _missing_11(paths: dict[str, Path]) -> None:
@@ -273,7 +282,7 @@ def _no_gt(paths: dict[str, Path]) -> None:
         ),
         (SEMKITTI, _missing_instance_file, ["1 of 20 ground-truth frames", "_ins.png"]),
         (CITYSCAPES, _smaller, ["size (H, W) = (32, 64) differs from its ground truth"]),
-        (SEMKITTI, _smaller_depth, ["size (H, W) = (64, 100) differs from its ground truth"]),
+        (CITYSCAPES, _smaller_depth, ["size (H, W) = (64, 100) differs from its ground truth"]),
         (CITYSCAPES, _class_25, ["predicted class id 25", "expected train ids 0..18 or 19"]),
         (CITYSCAPES, _unreadable, ["not a readable PNG", "16-bit depth prediction"]),
         (CITYSCAPES, _empty, ["is empty"]),

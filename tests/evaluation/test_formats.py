@@ -26,6 +26,7 @@ CITYSCAPES, SEMKITTI = "cityscapes_dvps", "semkitti_dvps"
 CITY_IMAGE = "000000_000000_munster_000105_000004_leftImg8bit.png"
 KITTI_IMAGE = "000008_000123_leftImg8bit.png"
 IMAGES = {CITYSCAPES: CITY_IMAGE, SEMKITTI: KITTI_IMAGE}
+META = {fmt: dvps_metadata(fmt) for fmt in (CITYSCAPES, SEMKITTI)}
 H, W = 24, 40
 
 
@@ -50,8 +51,8 @@ def _files(directory: Path) -> list[str]:
 
 
 def test_prediction_file_names():
-    assert prediction_file_names(CITY_IMAGE, CITYSCAPES) == [CITY_IMAGE]
-    assert prediction_file_names("/a/b/" + KITTI_IMAGE, SEMKITTI) == [
+    assert prediction_file_names(CITY_IMAGE, META[CITYSCAPES]) == [CITY_IMAGE]
+    assert prediction_file_names("/a/b/" + KITTI_IMAGE, META[SEMKITTI]) == [
         "000008_000123_cat.png",
         "000008_000123_ins.png",
     ]
@@ -60,7 +61,7 @@ def test_prediction_file_names():
     with pytest.raises(ValueError, match="_leftImg8bit.png"):
         image_id_of("000008_000123.png")
     with pytest.raises(ValueError, match="Unknown DVPS dataset format 'kitti'"):
-        prediction_file_names(KITTI_IMAGE, "kitti")
+        dvps_metadata("kitti")
 
 
 @pytest.mark.parametrize("fmt", [CITYSCAPES, SEMKITTI])
@@ -68,14 +69,14 @@ def test_write_read_round_trip(tmp_path, fmt):
     classes, instances, depth = _random_prediction(fmt)
     pred_dir, depth_dir = tmp_path / "pan", tmp_path / "depth"
     written = write_prediction(
-        str(pred_dir), str(depth_dir), "/data/" + IMAGES[fmt], fmt, classes, instances, depth
+        str(pred_dir), str(depth_dir), "/data/" + IMAGES[fmt], META[fmt], classes, instances, depth
     )
-    names = prediction_file_names(IMAGES[fmt], fmt)
+    names = prediction_file_names(IMAGES[fmt], META[fmt])
     assert written == [str(pred_dir / n) for n in names] + [str(depth_dir / IMAGES[fmt])]
     assert _files(pred_dir) == sorted(names) and _files(depth_dir) == [IMAGES[fmt]]
 
     got_class, got_instance, got_depth = read_prediction(
-        str(pred_dir), str(depth_dir), IMAGES[fmt], fmt
+        str(pred_dir), str(depth_dir), IMAGES[fmt], META[fmt]
     )
     expected_class = np.where(classes >= 19, 19, classes)
     assert got_class.dtype == np.int32 and np.array_equal(got_class, expected_class)
@@ -101,8 +102,8 @@ def test_write_read_round_trip(tmp_path, fmt):
         assert ins.dtype == np.uint16 and np.array_equal(ins, instances)
 
     # Without a depth directory nothing is written or read for depth.
-    write_prediction(str(tmp_path / "p2"), None, IMAGES[fmt], fmt, classes, instances, None)
-    assert read_prediction(str(tmp_path / "p2"), None, IMAGES[fmt], fmt)[2] is None
+    write_prediction(str(tmp_path / "p2"), None, IMAGES[fmt], META[fmt], classes, instances, None)
+    assert read_prediction(str(tmp_path / "p2"), None, IMAGES[fmt], META[fmt])[2] is None
 
 
 def test_quantize_depth():
@@ -139,7 +140,13 @@ def test_write_prediction_rejects(tmp_path, fmt, change, message):
         depth[7, 7] = np.nan
     with pytest.raises(ValueError, match=message):
         write_prediction(
-            str(tmp_path / "p"), str(tmp_path / "d"), IMAGES[fmt], fmt, classes, instances, depth
+            str(tmp_path / "p"),
+            str(tmp_path / "d"),
+            IMAGES[fmt],
+            META[fmt],
+            classes,
+            instances,
+            depth,
         )
     for directory in ("p", "d"):  # nothing written, not even part of the frame
         assert not (tmp_path / directory).exists() or not os.listdir(tmp_path / directory)
@@ -149,20 +156,22 @@ def test_cityscapes_needs_two_directories(tmp_path):
     classes, instances, depth = _random_prediction(CITYSCAPES)
     with pytest.raises(ValueError, match="two different directories"):
         write_prediction(
-            str(tmp_path), str(tmp_path), CITY_IMAGE, CITYSCAPES, classes, instances, depth
+            str(tmp_path), str(tmp_path), CITY_IMAGE, META[CITYSCAPES], classes, instances, depth
         )
     # SemKITTI-DVPS names do not collide: one directory may hold both.
-    write_prediction(str(tmp_path), str(tmp_path), KITTI_IMAGE, SEMKITTI, classes, instances, depth)
-    assert read_prediction(str(tmp_path), str(tmp_path), KITTI_IMAGE, SEMKITTI)[2] is not None
+    write_prediction(
+        str(tmp_path), str(tmp_path), KITTI_IMAGE, META[SEMKITTI], classes, instances, depth
+    )
+    assert read_prediction(str(tmp_path), str(tmp_path), KITTI_IMAGE, META[SEMKITTI])[2] is not None
 
 
 def test_read_prediction_errors(tmp_path):
     pan, dep = tmp_path / "pan", tmp_path / "dep"
     classes, instances, depth = _random_prediction(CITYSCAPES)
-    write_prediction(str(pan), str(dep), CITY_IMAGE, CITYSCAPES, classes, instances, depth)
+    write_prediction(str(pan), str(dep), CITY_IMAGE, META[CITYSCAPES], classes, instances, depth)
 
     def read() -> None:
-        read_prediction(str(pan), str(dep), CITY_IMAGE, CITYSCAPES)
+        read_prediction(str(pan), str(dep), CITY_IMAGE, META[CITYSCAPES])
 
     rgb = np.zeros((H, W, 3), np.uint8)
     rgb[..., 0] = 25  # class 25 > 19
@@ -186,7 +195,7 @@ def test_read_prediction_errors(tmp_path):
 
 @pytest.mark.parametrize("fmt", [CITYSCAPES, SEMKITTI])
 def test_read_ground_truth(dvps_roots, fmt):
-    meta = dvps_metadata(fmt)
+    meta = META[fmt]
     records = load_dvps_split(str(dvps_roots[fmt]), "val", fmt)
     seen_void = False
     for record in records:
@@ -217,7 +226,7 @@ def test_read_ground_truth(dvps_roots, fmt):
 
 def test_read_ground_truth_rejects_unknown_class(dvps_copy):
     root = dvps_copy(CITYSCAPES)
-    meta = dvps_metadata(CITYSCAPES)
+    meta = META[CITYSCAPES]
     record = load_dvps_split(str(root), "val", CITYSCAPES)[0]
     raw = cv2.imread(record["panoptic_file_name"], cv2.IMREAD_UNCHANGED)
     raw[0, :4] = 25 * 1000

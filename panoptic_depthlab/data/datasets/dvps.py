@@ -29,7 +29,7 @@ from typing import Any
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image, UnidentifiedImageError
 
-from .metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
+from .metadata import CITYSCAPES_DVPS, SEMKITTI_DVPS, check_dvps_format, dvps_metadata
 
 __all__ = ["SEMKITTI_DEPTH_NAME", "check_dvps_dataset", "load_dvps_split", "register_dvps_dataset"]
 
@@ -205,10 +205,7 @@ def load_dvps_split(
     Returns:
         One record per frame, sorted by (sequence_id, frame_index); keys in the module docstring.
     """
-    if dataset_format not in _FORMATS:
-        raise ValueError(
-            f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
-        )
+    check_dvps_format(dataset_format)
     build, image_pattern, label_pattern = _FORMATS[dataset_format]
     split_dir = os.path.join(root, "video_sequence", split)
     if not os.path.isdir(split_dir):

@@ -14,7 +14,7 @@ from typing import Any
 
 from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
 
-__all__ = ["DVPS_FORMATS", "dvps_metadata"]
+__all__ = ["DVPS_FORMATS", "check_dvps_format", "dvps_metadata"]
 
 CITYSCAPES_DVPS = "cityscapes_dvps"
 SEMKITTI_DVPS = "semkitti_dvps"
@@ -44,6 +44,14 @@ _SEMKITTI_CATEGORIES = [
 ]
 
 
+def check_dvps_format(dataset_format: str) -> None:
+    """Raise ``ValueError`` naming the known formats unless ``dataset_format`` is one of them."""
+    if dataset_format not in DVPS_FORMATS:
+        raise ValueError(
+            f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
+        )
+
+
 def _categories(dataset_format: str) -> tuple[list[str], list[tuple[int, int, int]], list[int]]:
     """Return (class names, RGB colors, thing train ids) of a format, in train-id order."""
     if dataset_format == CITYSCAPES_DVPS:
@@ -52,13 +60,9 @@ def _categories(dataset_format: str) -> tuple[list[str], list[tuple[int, int, in
         colors = [tuple(c["color"]) for c in cats]
         thing_ids = [c["trainId"] for c in cats if c["isthing"]]
         return names, colors, thing_ids
-    if dataset_format == SEMKITTI_DVPS:
-        names = [n for n, _ in _SEMKITTI_CATEGORIES]
-        colors = [c for _, c in _SEMKITTI_CATEGORIES]
-        return names, colors, list(range(8))
-    raise ValueError(
-        f"Unknown DVPS dataset format {dataset_format!r}; expected one of {DVPS_FORMATS}."
-    )
+    names = [n for n, _ in _SEMKITTI_CATEGORIES]
+    colors = [c for _, c in _SEMKITTI_CATEGORIES]
+    return names, colors, list(range(8))
 
 
 def dvps_metadata(dataset_format: str) -> dict[str, Any]:
@@ -67,9 +71,24 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
     Keys beyond Detectron2's: ``dataset_format``, ``num_classes``, ``thing_ids``, ``stuff_ids``,
     ``label_void_id`` (raw class of unlabelled pixels in the label files), ``label_divisor``
     (panoptic id = class * label_divisor + instance), ``depth_scale`` (depth PNG value per meter),
-    ``max_depth`` (meters), ``dvpq_window_sizes`` (k, in frames) and ``dvpq_depth_thresholds``
-    (lambda, relative depth error).
+    ``max_depth`` (meters), and the evaluation protocol of the official ViP-DeepLab scripts:
+
+    * ``dvpq_window_sizes`` (k, in frames) and ``dvpq_depth_thresholds`` (lambda, relative depth
+      error);
+    * ``dvpq_absent_class_is_zero``: a class without TP, FP or FN scores 0 and stays in the means
+      (SemKITTI-DVPS's script adds 1e-10 to its denominators) instead of being left out
+      (Cityscapes-DVPS's prints nan for it);
+    * ``dvpq_windows_cross_sequences``: windows slide over all frames sorted by name
+      (SemKITTI-DVPS's script) instead of within each sequence (Cityscapes-DVPS's);
+    * ``evaluate_stq``: STQ/DSTQ are part of the protocol (SemKITTI-DVPS, ``eval_dstq.py``);
+    * ``prediction_files``: ``"rgb"`` (one 8-bit RGB PNG per frame, red = class, green =
+      instance: Cityscapes-DVPS) or ``"class_instance"`` (``*cat.png`` 8-bit class and
+      ``*ins.png`` 16-bit instance: SemKITTI-DVPS), and ``max_prediction_instance`` (255 or
+      65535), the largest instance id those files hold;
+    * ``resize_depth_prediction``: a depth prediction of another size than the ground truth is
+      resized to it (bilinear, corners aligned, as ``eval_dstq.py`` does) instead of rejected.
     """
+    check_dvps_format(dataset_format)
     names, colors, thing_ids = _categories(dataset_format)
     is_cityscapes = dataset_format == CITYSCAPES_DVPS
     return {
@@ -93,4 +112,10 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
         "max_depth": 88.0,
         "dvpq_window_sizes": [1, 2, 3, 4] if is_cityscapes else [1, 5, 10, 20],
         "dvpq_depth_thresholds": [0.5, 0.25, 0.1],
+        "dvpq_absent_class_is_zero": not is_cityscapes,
+        "dvpq_windows_cross_sequences": not is_cityscapes,
+        "evaluate_stq": not is_cityscapes,
+        "prediction_files": "rgb" if is_cityscapes else "class_instance",
+        "max_prediction_instance": 255 if is_cityscapes else 65535,
+        "resize_depth_prediction": not is_cityscapes,
     }
