@@ -7,12 +7,15 @@ Both dataset formats become the same two arrays:
   ``ignore_label * label_divisor``; crowd regions are thing pixels with instance 0;
 * a depth map, ``float32`` (H, W) in meters, 0 where there is no depth.
 
-Every check names the file and the offending value: class ids outside the dataset's range,
-instance ids on stuff classes, and label or depth sizes that disagree with the image.
+Every check names the file and the offending value: class ids outside the dataset's range and
+label or depth sizes that disagree with the image. Instance ids on stuff pixels (present in the
+real SemKITTI-DVPS labels) are dropped by :func:`read_panoptic`, with one warning per dataset;
+the evaluation reads them as stored, as the official scripts do.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +24,9 @@ import cv2
 import numpy as np
 
 __all__ = ["read_depth", "read_labels", "read_panoptic", "read_png"]
+
+logger = logging.getLogger(__name__)
+_WARNED_STUFF_INSTANCES: set[str] = set()  # datasets whose stuff instance ids were reported
 
 
 def read_png(path: str, what: str) -> np.ndarray:
@@ -58,19 +64,38 @@ def _check_classes(path: str, classes: np.ndarray, meta: Mapping[str, Any]) -> N
         )
 
 
-def _check_stuff_instances(
+def _drop_stuff_instances(
     path: str, classes: np.ndarray, instances: np.ndarray, void: np.ndarray, meta: Mapping[str, Any]
-) -> None:
-    """Reject nonzero instance ids on stuff classes (void pixels are not checked)."""
+) -> np.ndarray:
+    """``instances`` with 0 on stuff pixels (void pixels are left as they are).
+
+    Real SemKITTI-DVPS labels carry instance ids on some stuff pixels; training ignores them
+    (a stuff class is one segment). The first frame of a dataset where this happens is logged
+    once per process with its pixel count.
+    """
     is_stuff = np.zeros(max(int(classes.max()) + 1, meta["num_classes"]), bool)
     is_stuff[meta["stuff_ids"]] = True
     wrong = is_stuff[classes] & (instances != 0) & ~void
-    if wrong.any():
-        y, x = np.argwhere(wrong)[0]
-        raise ValueError(
-            f"{path}: instance id {int(instances[y, x])} on stuff class {int(classes[y, x])} at "
-            f"(y, x) = ({y}, {x}); stuff classes {meta['stuff_ids']} must have instance 0."
-        )
+    count = int(np.count_nonzero(wrong))
+    if count:
+        dataset = meta.get("name", meta.get("dataset_format", "?"))
+        if dataset not in _WARNED_STUFF_INSTANCES:
+            _WARNED_STUFF_INSTANCES.add(dataset)
+            y, x = np.argwhere(wrong)[0]
+            logger.warning(
+                "%s: %d pixels of stuff classes carry an instance id (the first: %d on class %d "
+                "at (y, x) = (%d, %d)); training ignores instance ids on stuff. Later frames of "
+                "%s are not reported.",
+                path,
+                count,
+                int(instances[y, x]),
+                int(classes[y, x]),
+                y,
+                x,
+                dataset,
+            )
+        instances = np.where(wrong, 0, instances)
+    return instances
 
 
 def read_labels(
@@ -124,7 +149,7 @@ def read_panoptic(
     classes, instances = read_labels(record, meta, size)
     path = record.get("panoptic_file_name") or record["sem_seg_file_name"]
     void_mask = classes == meta["label_void_id"]
-    _check_stuff_instances(path, classes, instances, void_mask, meta)
+    instances = _drop_stuff_instances(path, classes, instances, void_mask, meta)
     divisor = meta["label_divisor"]
     panoptic = classes * divisor + instances
     panoptic[void_mask] = meta["ignore_label"] * divisor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from panoptic_depthlab.data import (
     DVPSDatasetMapper,
     DVPSTargetGenerator,
     FramePairTrainingSampler,
+    annotations,
     build_dvps_train_loader,
     dvps_metadata,
     load_dvps_split,
@@ -176,16 +178,34 @@ def test_class_id_out_of_range(tmp_path):
     assert record["panoptic_file_name"] in str(e.value)
 
 
-def test_instance_id_on_stuff(tmp_path):
+def test_instance_id_on_stuff_is_dropped_with_one_warning(tmp_path, monkeypatch, caplog):
+    # Real SemKITTI-DVPS labels carry instance ids on some stuff pixels; training must go on.
+    monkeypatch.setattr(annotations, "_WARNED_STUFF_INSTANCES", set())
     image, pan, depth = hand_frame()
     next_pan = pan.copy()
     next_pan[9, 5] = 3  # road, instance 3
+    next_pan[9, 6] = 4
     split_dir = tmp_path / "video_sequence" / "train"
     write_cityscapes_dvps_frame(split_dir, 0, 0, image, pan, depth)
     write_cityscapes_dvps_frame(split_dir, 0, 1, image, next_pan, depth)
-    record = load_dvps_split(str(tmp_path), "train", CITYSCAPES)[0]
-    with pytest.raises(ValueError, match=r"instance id 3 on stuff class 0 at \(y, x\) = \(9, 5\)"):
-        mapper([])(record)
+    write_cityscapes_dvps_frame(split_dir, 0, 2, image, pan, depth)
+    write_cityscapes_dvps_frame(split_dir, 0, 3, image, next_pan, depth)
+    records = load_dvps_split(str(tmp_path), "train", CITYSCAPES)
+    clean_split = tmp_path / "clean" / "video_sequence" / "train"
+    write_cityscapes_dvps_frame(clean_split, 0, 0, image, pan, depth)
+    write_cityscapes_dvps_frame(clean_split, 0, 1, image, pan, depth)
+    clean = load_dvps_split(str(tmp_path / "clean"), "train", CITYSCAPES)[0]
+    with caplog.at_level(logging.WARNING, logger="panoptic_depthlab.data.annotations"):
+        outputs = [mapper([])(r) for r in (records[0], records[2])]
+    expected = mapper([])(clean)
+    for out in outputs:  # the stray ids change no target
+        for key in ("next_offset", "next_offset_weights", "sem_seg"):
+            assert torch.equal(out[key], expected[key]), key
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once per dataset, not per frame
+    assert "2 pixels of stuff classes carry an instance id" in warnings[0]
+    assert "the first: 3 on class 0 at (y, x) = (9, 5)" in warnings[0]
+    assert records[1]["panoptic_file_name"] in warnings[0]
 
 
 def test_depth_size_differs_from_labels(hand_records, tmp_path):

@@ -204,6 +204,38 @@ def test_ignore_class_ground_truth_is_never_false_negative():
     assert_pq(pq_both([[f]], protocol()), {PERSON: 1.0})
 
 
+@pytest.mark.parametrize("ignore_instance", [0, 7])
+def test_semkitti_prediction_on_unlabelled_pixels_is_not_a_false_positive(ignore_instance):
+    # SemKITTI-DVPS rules (eval_dvpq.py, as run with the NumPy of its time, 1.x): a prediction
+    # whose overlap with unlabelled ground truth (class 255, any instance) is more than half its
+    # area is not a FP. The trap: the script's ids are int32 and it looks the overlap up under
+    # `_ign_id * offset` (offset 2**30); NumPy 2's promotion keeps that product in int32, it
+    # overflows, the lookup finds nothing, and the prediction becomes a FP: ROAD's PQ would be
+    # 0.9 * 1 / (1 + 1/2) = 0.6 instead of 0.9 (measured on an independent fixture: DVPQ 61.26
+    # under NumPy 2 against 65.15 under NumPy 1). Ours is the NumPy 1 reading.
+    # gt ROAD [0, 50) | unlabelled [50, 100); pred ROAD [0, 45) (IoU 45/50 = 0.9, TP) |
+    # BUILDING [45, 100): 55 px, 50 of them unlabelled -> 50/55 > 1/2, not a FP.
+    f = frame(
+        pred=[(0, 45, ROAD, 0), (45, 100, BUILDING, 0)],
+        gt=[(0, 50, ROAD, 0), (50, 100, IGNORE, ignore_instance)],
+    )
+    semkitti = protocol(absent_class_is_zero=True)
+    assert_counts(both([[f]], semkitti), {ROAD: (0.9, 1, 0, 0)})
+    assert_pq(pq_both([[f]], semkitti), {ROAD: 0.9}, absent=0.0)
+
+
+def test_instance_id_on_stuff_ground_truth_makes_its_own_segment():
+    # The official scripts form ground-truth segments from class and instance together
+    # (Cityscapes-DVPS: the stored class * 1000 + instance; SemKITTI-DVPS: cat * 2**20 + ins),
+    # whatever the class; real SemKITTI-DVPS labels have instance ids on some stuff pixels.
+    # gt ROAD [0, 80) instance 0 | ROAD [80, 100) instance 5; pred ROAD [0, 100) instance 0.
+    # (ROAD, 0): intersection 80, union 80 + 100 - 80 = 100, IoU 0.8: TP. (ROAD, 5): FN.
+    # PQ(ROAD) = 0.8 / 1 * 1 / (1 + 1/2) = 8/15.
+    f = frame(pred=[(0, 100, ROAD, 0)], gt=[(0, 80, ROAD, 0), (80, 100, ROAD, 5)])
+    assert_counts(both([[f]], protocol()), {ROAD: (0.8, 1, 0, 1)})
+    assert_pq(pq_both([[f]], protocol()), {ROAD: 8 / 15})
+
+
 # --- depth test -----------------------------------------------------------------------------------
 
 LAMBDAS = (0.5, 0.25, 0.1, 0.0)
