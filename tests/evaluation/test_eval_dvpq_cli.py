@@ -29,6 +29,8 @@ from panoptic_depthlab.evaluation.formats import (
     write_prediction,
 )
 
+from .stq_reference import OfficialFeedDSTQ
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "tools" / "eval_dvpq.py"
 CITYSCAPES, SEMKITTI = "cityscapes_dvps", "semkitti_dvps"
@@ -351,3 +353,34 @@ def test_bad_frame_read_by_a_worker_exits_2(data, cli_main, tmp_path, capsys):
     assert cli_main(_args(paths, CITYSCAPES, output, "--workers", "2")) == 2
     assert f"{path}: predicted class id 200 (1 pixels above 19)" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_semkitti_stq_equals_the_official_feed_with_depth_of_another_size(data, tmp_path):
+    # eval_dstq.py resizes a depth prediction to the ground truth's size (TensorFlow's bilinear
+    # resize, corners aligned) before DQ; the oracle of stq_reference.py does the same, pixel by
+    # pixel. Two depth files shrink to 64x100; predicted things also cover unlabelled pixels.
+    noisy = _noisy_predictions(data[SEMKITTI], SEMKITTI, tmp_path)
+    meta = dvps_metadata(SEMKITTI)
+    records = load_dvps_split(str(noisy["gt"].parents[1]), "val", SEMKITTI)
+    oracle = OfficialFeedDSTQ(meta["num_classes"], meta["thing_ids"])
+    for i, record in enumerate(records):
+        image = record["file_name"]
+        cls, inst, _ = read_prediction(str(noisy["pred"]), None, image, meta)
+        gt_class, gt_instance, gt_depth = read_ground_truth(record, meta)
+        if i % 2 == 0:  # a car (thing 0, instance 1) over the unlabelled pixels
+            cls, inst = np.where(gt_class == 255, 0, cls), np.where(gt_class == 255, 1, inst)
+            write_prediction(str(noisy["pred"]), None, image, meta, cls, inst, None)
+        depth_path = noisy["depth"] / Path(image).name
+        raw_depth = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)
+        if i in (3, 11):
+            raw_depth = raw_depth[:, :100]
+            cv2.imwrite(str(depth_path), raw_depth)
+        oracle.add_frame(
+            record["sequence_id"], cls, inst, gt_class, gt_instance, raw_depth, gt_depth * 256
+        )
+    results = evaluate_prediction_files(
+        SEMKITTI, str(noisy["gt"]), str(noisy["pred"]), str(noisy["depth"])
+    )
+    for key, value in oracle.result().items():
+        assert results[key] == pytest.approx(100 * value, rel=1e-12), key
+    assert results["dq"] < 100 and results["aq"] < 100

@@ -19,8 +19,11 @@ from panoptic_depthlab.evaluation.formats import (
     quantize_depth,
     read_ground_truth,
     read_prediction,
+    resize_depth_align_corners,
     write_prediction,
 )
+
+from .stq_reference import resize_bilinear_align_corners
 
 CITYSCAPES, SEMKITTI = "cityscapes_dvps", "semkitti_dvps"
 CITY_IMAGE = "000000_000000_munster_000105_000004_leftImg8bit.png"
@@ -233,3 +236,27 @@ def test_read_ground_truth_rejects_unknown_class(dvps_copy):
     cv2.imwrite(record["panoptic_file_name"], raw)
     with pytest.raises(ValueError, match="class id 25 on 4 pixels"):
         read_ground_truth(record, meta)
+
+
+def test_resize_depth_align_corners_by_hand():
+    # Corners aligned: output rows and columns sample the input at 0, 1/2, 1 -> plain averages.
+    depth = np.array([[0.0, 2.0], [4.0, 6.0]])
+    expected = np.array([[0, 1, 2], [2, 3, 4], [4, 5, 6]], np.float32)
+    got = resize_depth_align_corners(depth, 3, 3)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert np.array_equal(resize_depth_align_corners(expected, 3, 3), expected)  # same size
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [((7, 11), (16, 40)), ((40, 64), (17, 23)), ((5, 9), (1, 4))]
+)
+def test_resize_depth_align_corners_equals_the_official_arithmetic(src, dst):
+    # The oracle (stq_reference.py) spells out TensorFlow 1's resize_bilinear(align_corners=True),
+    # which the official SemKITTI-DVPS eval_dstq.py applies to depth predictions, pixel by pixel
+    # in float32; 16-bit PNG values, as the script reads them.
+    rng = np.random.default_rng(sum(src) + sum(dst))
+    raw = rng.integers(0, 65536, src).astype(np.float32)
+    expected = resize_bilinear_align_corners(raw, *dst)
+    assert np.array_equal(resize_depth_align_corners(raw, *dst), expected)
+    # Meters (PNG / 256) give the same values / 256 exactly.
+    assert np.array_equal(resize_depth_align_corners(raw / 256, *dst), expected / 256)
