@@ -42,11 +42,13 @@ _MAX_INSTANCES = 1 << 16  # instance ids of the evaluation
 @dataclass(frozen=True)
 class SegmentTable:
     """The segments of one PNG: ``ids`` (S,) int64 ascending, and per segment its train id
-    ``classes`` (S,) int32 and instance ``instances`` (S,) int32."""
+    ``classes`` (S,) int32 and instance ``instances`` (S,) int32; ``json`` the file that lists
+    them (for error messages)."""
 
     ids: np.ndarray
     classes: np.ndarray
     instances: np.ndarray
+    json: str
 
 
 def _norm(name: str) -> str:
@@ -115,6 +117,7 @@ def load_coco_panoptic(
     frames: dict[str, list[tuple[int, int]]] = {}  # file -> [(segment id, train id)]
     owner: dict[tuple[str, int], tuple[int, str]] = {}  # (sequence, id) -> (class, file)
     ignored = []
+    frame_of: dict[str, str] = {}  # frame id -> file
     for annotation in data["annotations"]:
         if not isinstance(annotation, Mapping) or "file_name" not in annotation:
             raise ValueError(f"{path}: an annotation without 'file_name'.")
@@ -125,6 +128,12 @@ def load_coco_panoptic(
             continue
         if name in frames:
             raise ValueError(f"{path}: two annotations for {name}; expected one per file.")
+        if frame_id in frame_of:
+            raise ValueError(
+                f"{path}: two annotations for the frame {frame_id}: {frame_of[frame_id]} and "
+                f"{name}; expected one per frame."
+            )
+        frame_of[frame_id] = name
         segments = annotation.get("segments_info")
         if not isinstance(segments, list):
             raise ValueError(f"{path}: the annotation of {name} has no 'segments_info' list.")
@@ -172,6 +181,7 @@ def load_coco_panoptic(
             np.array(ids, np.int64),
             np.array([c for _, c in segments], np.int32),
             np.array([instance_of[(c, s)] for s, c in segments], np.int32),
+            path,
         )
     return tables
 
@@ -202,12 +212,14 @@ def read_coco_panoptic_png(
     unknown = present[(present != 0) & ~np.isin(present, table.ids)]
     if unknown.size:
         raise ValueError(
-            f"{path}: segment id {int(unknown[0])} is in the PNG but not in its segments_info."
+            f"{path}: segment id {int(unknown[0])} is in the PNG but not in its segments_info "
+            f"in {table.json}."
         )
     absent = table.ids[~np.isin(table.ids, present)]
     if absent.size:
         raise ValueError(
-            f"{path}: segment id {int(absent[0])} is in segments_info but not in the PNG."
+            f"{path}: segment id {int(absent[0])} is in its segments_info in {table.json} but "
+            "not in the PNG."
         )
     ids_ext = np.concatenate([[0], table.ids])
     classes_ext = np.concatenate([[num_classes], table.classes]).astype(np.int32)

@@ -207,10 +207,12 @@ def _match_files(
         stem = image[: -len("_leftImg8bit.png")]
         expected = [stem + suffix for _, suffix in kinds]
         if coco_json is not None:
-            expected = coco_names.get(frame_id, [f"{stem}.png (no annotation in {coco_json})"])
+            expected = coco_names.get(frame_id, [])
+            if not expected:
+                missing.append(f"{coco_json}: no annotation of the frame {frame_id}")
         panoptic = [
             pred.take(frame_id, kind, name, missing)
-            for (kind, _), name in zip(kinds, expected, strict=True)
+            for (kind, _), name in zip(kinds, expected, strict=False)
         ]
         depth_path = depth.take(frame_id, "depth", image, missing)
         frames_missing += len(missing) > before

@@ -260,8 +260,19 @@ def _png_id_not_listed(paths: dict) -> list[str]:
     _save(paths, content)
     return [
         f"{{coco}}/{annotation['file_name']}: segment id {dropped['id']} is in the PNG but not "
-        "in its segments_info."
+        "in its segments_info in {json}."
     ]
+
+
+def _two_annotations_of_one_frame(paths: dict) -> list[str]:
+    content = _annotations(paths)
+    other = dict(content["annotations"][2])
+    first = other["file_name"]
+    other["file_name"] = first.replace("_leftImg8bit", "_other")
+    content["annotations"].append(other)
+    _save(paths, content)
+    frame_id = "_".join(first.split("_")[:2])
+    return [f"{{json}}: two annotations for the frame {frame_id}: {first} and {other['file_name']}"]
 
 
 def _png_missing(paths: dict) -> list[str]:
@@ -274,8 +285,8 @@ def _annotation_missing(paths: dict) -> list[str]:
     content = _annotations(paths)
     name = content["annotations"].pop(5)["file_name"]
     _save(paths, content)
-    stem = name[: -len("_leftImg8bit.png")]
-    return ["1 of 6 ground-truth frames", f"{{coco}}/{stem}.png (no annotation in {{json}})"]
+    frame_id = "_".join(name.split("_")[:2])
+    return ["1 of 6 ground-truth frames", f"{{json}}: no annotation of the frame {frame_id}"]
 
 
 def _two_annotations(paths: dict) -> list[str]:
@@ -298,6 +309,7 @@ def _no_annotations(paths: dict) -> list[str]:
 
 BAD_INPUT: list[tuple[Callable[[dict], list[str]], bool]] = [  # (damage, with categories)
     (_unknown_train_id, False),
+    (_two_annotations_of_one_frame, False),
     (_unknown_category_id, True),
     (_unknown_category_name, True),
     (_one_id_two_classes, False),
