@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.annotations import read_depth, read_labels, read_png
+from ..data.annotations import read_depth_samples, read_label_samples, read_png
 from ..files import write_png_atomic
 
 __all__ = [
@@ -282,7 +282,7 @@ def read_depth_prediction(path: str) -> np.ndarray:
         ValueError: unreadable file, or not a single-channel 16-bit PNG.
     """
     raw = _read_single_channel(path, "a 16-bit depth prediction", (np.uint16,))
-    return raw.astype(np.float64) / _DEPTH_SCALE
+    return np.divide(raw, _DEPTH_SCALE, dtype=np.float64)  # one pass, no float copy first
 
 
 def resize_depth_align_corners(depth: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -372,7 +372,11 @@ def read_ground_truth(
             train ids nor the void id, sizes that differ from each other or from the record's.
     """
     size = (record["height"], record["width"]) if "height" in record else None
-    classes, instances = read_labels(record, metadata, size)
+    classes, instances = read_label_samples(record, metadata, size)
+    # Void -> ignore_label (255) on the unsigned samples, which it fits: fewer bytes than int32.
     classes[classes == metadata["label_void_id"]] = metadata["ignore_label"]
-    depth = read_depth(record, metadata, classes.shape).astype(np.float64)  # exact: PNG / 256
-    return classes, instances, depth
+    classes = classes.astype(np.int32)
+    depth = np.divide(
+        read_depth_samples(record, classes.shape), metadata["depth_scale"], dtype=np.float64
+    )
+    return classes, instances.astype(np.int32), depth
