@@ -81,8 +81,7 @@ class DVPSAccumulator:
             ValueError: sizes differ, ids out of range or depth missing; the message names
                 ``frame.name``.
         """
-        statistics = frame_statistics(frame, self.protocol)
-        self.depth.add(frame.pred_depth, frame.gt_depth)
+        statistics = frame_statistics(frame, self.protocol, self.depth)  # adds depth metrics
         if self.stq is not None:
             self.stq.add_frame(
                 sequence_id,

@@ -7,6 +7,11 @@ statistics, so here each frame is reduced once to a table of (ground-truth id, p
 overlap counts per depth threshold (:func:`frame_statistics`), and a window sums the tables of its
 frames (:class:`DVPQAccumulator`). Matching on a window's table is vectorized.
 
+:func:`frame_statistics` reads a frame once, in blocks of pixels that stay in the CPU cache: it
+counts (ground-truth segment, predicted segment, depth level) triples, a pixel's level being the
+number of thresholds its relative depth error exceeds, and forms each threshold's table from
+these counts; the depth metrics share the relative error.
+
 The rules (ids are ``class * 2**16 + instance``; the extra class ``num_classes`` holds pixels
 that failed the depth test):
 
@@ -32,10 +37,17 @@ from typing import Any
 
 import numpy as np
 
+from .depth_metrics import BLOCK_PIXELS, DepthMetrics, depth_errors
+
 __all__ = ["DVPQAccumulator", "DVPQProtocol", "DVPSFrame", "FrameStatistics", "frame_statistics"]
 
 _ID_BITS = 16  # segment id = class << 16 | instance; instances come from 8- or 16-bit PNGs
 _PAIR_BITS = 24  # pair key = ground-truth id << 24 | predicted id
+_COUNT_PIXELS = 1 << 18  # codes counted per bincount call (8 blocks of BLOCK_PIXELS)
+_LANES = 4  # copies of the bins that consecutive pixels are counted in
+_MAX_COUNT_BINS = 1 << 20  # most bins of a count with lanes; above, one lane
+_MAX_CODE_BINS = 1 << 22  # most codes of one side; above, instance ids are numbered first
+_MAX_PAIR_BINS = 1 << 16  # most (gt segment, pred code, level) bins; above, pred ids are numbered
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,15 @@ class FrameStatistics:
     counts: tuple[np.ndarray, ...]
 
 
-def _check_frame(frame: DVPSFrame, protocol: DVPQProtocol, need_depth: bool) -> None:
+def _check_frame(
+    frame: DVPSFrame, protocol: DVPQProtocol, need_depth: bool
+) -> tuple[int, int, int]:
+    """Check sizes and id ranges; ground-truth classes up to their largest value, which
+    :func:`frame_statistics` then checks on the segments present.
+
+    Returns:
+        The largest ground-truth class, ground-truth instance and predicted instance.
+    """
     shape = frame.gt_class.shape
     arrays = {
         "pred_class": frame.pred_class,
@@ -148,84 +168,254 @@ def _check_frame(frame: DVPSFrame, protocol: DVPQProtocol, need_depth: bool) -> 
                 f"{frame.name}: {key} has size (H, W) = {array.shape}, the ground truth "
                 f"{shape}; predictions must have the ground truth's size."
             )
+    limits = {
+        "pred_class": protocol.num_classes,
+        "gt_class": protocol.ignore_label,
+        "pred_instance": (1 << _ID_BITS) - 1,
+        "gt_instance": (1 << _ID_BITS) - 1,
+    }
+    largest = {key: _largest_unsigned(getattr(frame, key)) for key in limits}
+    if all(largest[key] <= limit for key, limit in limits.items()):
+        return largest["gt_class"], largest["gt_instance"], largest["pred_instance"]
+    # Some id is out of range: report the first problem in a fixed order.
     low, high = int(frame.pred_class.min()), int(frame.pred_class.max())
     if low < 0 or high > protocol.num_classes:
         raise ValueError(
             f"{frame.name}: predicted class id {low if low < 0 else high}; expected "
             f"0..{protocol.num_classes} ({protocol.num_classes} = void)."
         )
-    gt_classes = np.flatnonzero(np.bincount(frame.gt_class.ravel()))
-    bad = gt_classes[(gt_classes >= protocol.num_classes) & (gt_classes != protocol.ignore_label)]
+    _check_gt_classes(frame, protocol, np.unique(frame.gt_class))
+    key = next(k for k in ("pred_instance", "gt_instance") if largest[k] > limits[k])
+    raise ValueError(f"{frame.name}: {key} outside 0..{(1 << _ID_BITS) - 1}.")
+
+
+def _largest_unsigned(ids: np.ndarray) -> int:
+    """The largest value of integer ``ids`` read as unsigned: negative ids count as huge, so that
+    one maximum checks both bounds of a range 0..limit."""
+    if ids.dtype.kind == "i":
+        ids = ids.view(ids.dtype.str.replace("i", "u"))
+    return int(ids.max())
+
+
+def _check_gt_classes(frame: DVPSFrame, protocol: DVPQProtocol, classes: np.ndarray) -> None:
+    """Reject ground-truth classes (``classes``: those present, ascending) that are neither real
+    classes nor the ignore label."""
+    real = (classes >= 0) & (classes < protocol.num_classes)
+    bad = classes[~real & (classes != protocol.ignore_label)]
     if bad.size:
         raise ValueError(
             f"{frame.name}: ground-truth class id {bad[0]}; expected 0..{protocol.num_classes - 1} "
             f"or the ignore label {protocol.ignore_label}."
         )
-    for key in ("pred_instance", "gt_instance"):
-        values = arrays[key]
-        if values.min() < 0 or values.max() >= 1 << _ID_BITS:
-            raise ValueError(f"{frame.name}: {key} outside 0..{(1 << _ID_BITS) - 1}.")
 
 
-def _segments(classes: np.ndarray, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The segment ids present in a frame, ascending, and each pixel's index into them.
+def _mark_present(codes: np.ndarray, seen: np.ndarray) -> None:
+    """Set ``seen[c]`` for every value ``c`` of ``codes`` (1-D, not empty), looking only at the
+    last pixel of each run of equal values: label maps are piecewise constant."""
+    seen[codes[np.flatnonzero(codes[1:] != codes[:-1])]] = True
+    seen[codes[-1]] = True
 
-    Ids are ``class << 16 | instance`` (validated ranges). Two bincounts over bounded integers
-    replace a sort of all pixels: instances are first numbered densely, then (class, instance).
 
-    Returns:
-        ids: (S,) int64; index: (H * W,) int64 in ``0..S-1``.
+@dataclass(frozen=True)
+class _SegmentCodes:
+    """How one side of a frame (ground truth or prediction) numbers its segments.
+
+    A pixel's code is ``class * width + slot``: the slot is the instance id itself when
+    ``classes * (largest id + 1)`` codes are few (at most ``_MAX_CODE_BINS``), else the rank of
+    the id among those present (instance 0 always has slot 0). Codes ascend with segment ids
+    ``class << 16 | instance``.
+
+    Attributes:
+        classes: class ids 0..classes - 1.
+        width: slots per class.
+        slot_ids: (width,) int64 instance id of each slot, or None when slot = id.
+        slot_of: (largest id + 1,) int32 slot of each instance id, or None when slot = id.
     """
-    instances = instances.ravel()
-    instance_values = np.flatnonzero(np.bincount(instances))
-    instance_index = np.zeros(instance_values[-1] + 1, np.int64)
-    instance_index[instance_values] = np.arange(len(instance_values))
-    n = len(instance_values)
-    code = classes.ravel().astype(np.int64) * n + instance_index[instances]
-    codes = np.flatnonzero(np.bincount(code))
-    index = np.zeros(codes[-1] + 1, np.int64)
-    index[codes] = np.arange(len(codes))
-    ids = ((codes // n) << _ID_BITS) | instance_values[codes % n]
-    return ids, index[code]
+
+    classes: int
+    width: int
+    slot_ids: np.ndarray | None = None
+    slot_of: np.ndarray | None = None
+
+    @classmethod
+    def of(
+        cls, classes: int, instances: np.ndarray, top: int, blocks: Sequence[slice]
+    ) -> _SegmentCodes:
+        """The coding of ``classes`` classes and of the instance ids ``instances`` (1-D, at most
+        ``top``) whose ``blocks`` cover the frame."""
+        if classes * (top + 1) <= _MAX_CODE_BINS:
+            return cls(classes, top + 1)
+        present = np.zeros(top + 1, bool)
+        present[0] = True  # the segment of depth-test failures is (num_classes, 0)
+        for b in blocks:
+            _mark_present(instances[b], present)
+        slot_ids = np.flatnonzero(present)
+        slot_of = np.zeros(top + 1, np.int32)
+        slot_of[slot_ids] = np.arange(len(slot_ids))
+        return cls(classes, len(slot_ids), slot_ids, slot_of)
+
+    @property
+    def bins(self) -> int:
+        """The number of codes."""
+        return self.classes * self.width
+
+    def codes(self, classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
+        """The int32 codes of the pixels of ``classes`` and ``instances`` (1-D, checked)."""
+        codes = np.multiply(classes, self.width, dtype=np.int32)
+        codes += instances if self.slot_of is None else self.slot_of.take(instances)
+        return codes
+
+    def present(
+        self,
+        classes: np.ndarray,
+        instances: np.ndarray,
+        blocks: Sequence[slice],
+        codes: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The codes present in the frame (ascending int64), given its class and instance ids
+        (1-D) and the ``blocks`` that cover them; ``codes`` (int32, same length), when given,
+        receives every pixel's code."""
+        seen = np.zeros(self.bins, bool)
+        for b in blocks:
+            block_codes = self.codes(classes[b], instances[b])
+            _mark_present(block_codes, seen)
+            if codes is not None:
+                codes[b] = block_codes
+        return np.flatnonzero(seen)
+
+    def ids(self, codes: np.ndarray) -> np.ndarray:
+        """Segment ids ``class << 16 | instance`` (int64) of ``codes``."""
+        classes, slots = np.divmod(codes, self.width)
+        instances = slots if self.slot_ids is None else self.slot_ids[slots]
+        return (classes << _ID_BITS) | instances
 
 
-def frame_statistics(frame: DVPSFrame, protocol: DVPQProtocol) -> FrameStatistics:
+class _Counter:
+    """Counts of int codes in ``0..bins - 1`` given block by block. The codes of several blocks
+    are counted with one bincount; consecutive pixels go to ``_LANES`` separate copies of the
+    bins, so that a run of equal codes does not wait on one counter."""
+
+    def __init__(self, bins: int, pixels: int):
+        self.bins = bins
+        lanes = _LANES if bins * _LANES <= _MAX_COUNT_BINS else 1
+        self._counts = np.zeros(bins * lanes, np.int64)
+        self._buffer = np.empty(min(pixels, _COUNT_PIXELS), np.int64)
+        self._lanes = np.tile(np.arange(lanes, dtype=np.int64) * bins, BLOCK_PIXELS // lanes)
+        self._used = 0
+
+    def add(self, codes: np.ndarray) -> None:
+        """Count ``codes`` (1-D, at most ``BLOCK_PIXELS``)."""
+        if self._used + codes.size > self._buffer.size:
+            self._flush()
+        out = self._buffer[self._used : self._used + codes.size]
+        out[...] = codes
+        out += self._lanes[: codes.size]
+        self._used += codes.size
+
+    def counts(self) -> np.ndarray:
+        """(bins,) int64 counts of all codes added."""
+        self._flush()
+        return self._counts.reshape(-1, self.bins).sum(axis=0)
+
+    def _flush(self) -> None:
+        self._counts += np.bincount(self._buffer[: self._used], minlength=self._counts.size)
+        self._used = 0
+
+
+def frame_statistics(
+    frame: DVPSFrame, protocol: DVPQProtocol, depth_metrics: DepthMetrics | None = None
+) -> FrameStatistics:
     """Reduce one frame to its overlap tables, one per depth threshold of ``protocol``.
+
+    One count of (ground-truth segment, predicted segment, depth level) serves every threshold:
+    a pixel's level is the number of thresholds its relative depth error exceeds, so it fails
+    the thresholds of ascending rank 1..level, and a threshold's table is a sum over levels. The
+    pixels are processed in blocks of ``BLOCK_PIXELS``, which keeps the temporaries in cache.
+
+    Args:
+        frame: the frame.
+        protocol: the window sizes and depth thresholds.
+        depth_metrics: when given, the frame's depth metrics are added to it as well, from the
+            same relative errors (``frame`` must then have depth).
 
     Raises:
         ValueError: sizes differ, class or instance ids out of range, or depth is missing while
-            a threshold > 0 is asked for; the message names ``frame.name``.
+            a threshold > 0 (or depth metrics) is asked for; the message names ``frame.name``.
     """
-    need_depth = any(t > 0 for t in protocol.depth_thresholds)
-    _check_frame(frame, protocol, need_depth)
-    gt_ids, gt_index = _segments(frame.gt_class, frame.gt_instance)
-    pred_ids, pred_index = _segments(frame.pred_class, frame.pred_instance)
-    # The segment of depth-test failures, (num_classes, 0), gets an index even where absent.
-    failed_id = protocol.num_classes << _ID_BITS
-    failed_index = int(np.searchsorted(pred_ids, failed_id))
-    if failed_index == len(pred_ids) or pred_ids[failed_index] != failed_id:
-        pred_ids = np.insert(pred_ids, failed_index, failed_id)
-        pred_index[pred_index >= failed_index] += 1
-    num_pred = len(pred_ids)
-    pair_index = gt_index * num_pred + pred_index
+    thresholds = np.unique([t for t in protocol.depth_thresholds if t > 0])
+    levels = thresholds.size + 1
+    need_depth = thresholds.size > 0 or depth_metrics is not None
+    gt_class_max, gt_instance_max, pred_instance_max = _check_frame(frame, protocol, need_depth)
+    gt_class, gt_instance = np.ravel(frame.gt_class), np.ravel(frame.gt_instance)
+    pred_class, pred_instance = np.ravel(frame.pred_class), np.ravel(frame.pred_instance)
     if need_depth:
-        gt_depth = frame.gt_depth.astype(np.float64).ravel()
-        tested = np.flatnonzero(gt_depth > 0)
-        pred_depth = frame.pred_depth.ravel()[tested].astype(np.float64)
-        relative_error = np.abs(pred_depth - gt_depth[tested]) / gt_depth[tested]
-        failed_base = gt_index[tested] * num_pred + failed_index
+        pred_depth, gt_depth = np.ravel(frame.pred_depth), np.ravel(frame.gt_depth)
+    pixels = gt_class.size
+    blocks = [slice(start, start + BLOCK_PIXELS) for start in range(0, pixels, BLOCK_PIXELS)]
+    num_classes = protocol.num_classes
+
+    gt = _SegmentCodes.of(gt_class_max + 1, gt_instance, gt_instance_max, blocks)
+    gt_codes = np.empty(pixels, np.int32)  # kept for the counting pass
+    gt_present = gt.present(gt_class, gt_instance, blocks, gt_codes)
+    gt_ids = gt.ids(gt_present)
+    _check_gt_classes(frame, protocol, np.unique(gt_ids >> _ID_BITS))
+
+    # Predicted segments: their codes as they are, or numbered when the pair table would be big.
+    pred = _SegmentCodes.of(num_classes + 1, pred_instance, pred_instance_max, blocks)
+    pred_index = None
+    if len(gt_ids) * pred.bins * levels <= _MAX_PAIR_BINS:
+        pred_ids = pred.ids(np.arange(pred.bins))
+    else:
+        pred_present = pred.present(pred_class, pred_instance, blocks)
+        failed_code = num_classes * pred.width  # (num_classes, 0), the segment of failed pixels
+        pred_present = np.union1d(pred_present, [failed_code])
+        pred_index = np.zeros(pred.bins, np.int32)
+        pred_index[pred_present] = np.arange(len(pred_present)) * levels
+        pred_ids = pred.ids(pred_present)
+    num_pred = len(pred_ids)
+    failed_index = int(np.searchsorted(pred_ids, num_classes << _ID_BITS))
+
+    # Count (gt segment, pred segment, level) and, on the way, the depth metrics' sums.
+    gt_index = np.zeros(gt.bins, np.int32)
+    gt_index[gt_present] = np.arange(len(gt_ids)) * (num_pred * levels)
+    counter = _Counter(len(gt_ids) * num_pred * levels, pixels)
+    depth_sums = []
+    for b in blocks:
+        pair = pred.codes(pred_class[b], pred_instance[b])
+        if pred_index is None:
+            pair *= levels
+        else:
+            pair = pred_index.take(pair)
+        pair += gt_index.take(gt_codes[b])
+        if need_depth:
+            error, sums = depth_errors(pred_depth[b], gt_depth[b], depth_metrics is not None)
+            depth_sums.append(sums)
+            if thresholds.size:
+                level = (error > thresholds[0]).view(np.int8)
+                for threshold in thresholds[1:]:
+                    level += (error > threshold).view(np.int8)
+                pair += level
+        counter.add(pair)
+    table = counter.counts().reshape(len(gt_ids), num_pred, levels)
+    if depth_metrics is not None:
+        depth_metrics.add_sums(np.sum(depth_sums, axis=0))
+
+    # A pixel of level l fails the thresholds of rank <= l and moves to (gt, failed segment).
+    kept_by_rank = np.cumsum(table, axis=2)
+    total = kept_by_rank[..., -1]
     keys, counts = [], []
     for threshold in protocol.depth_thresholds:
-        index = pair_index
         if threshold > 0:
-            failed = relative_error > threshold
-            index = pair_index.copy()
-            index[tested[failed]] = failed_base[failed]
-        table = np.bincount(index, minlength=len(gt_ids) * num_pred)
-        present = np.flatnonzero(table)
+            rank = int(np.searchsorted(thresholds, threshold))  # level <= rank: kept
+            pair_counts = kept_by_rank[..., rank].copy()
+            pair_counts[:, failed_index] += (total - kept_by_rank[..., rank]).sum(axis=1)
+        else:
+            pair_counts = total
+        present = np.flatnonzero(pair_counts)
+        gt_of, pred_of = np.divmod(present, num_pred)
         # gt-major order with ascending ids on both sides: the keys come out sorted.
-        keys.append((gt_ids[present // num_pred] << _PAIR_BITS) | pred_ids[present % num_pred])
-        counts.append(table[present])
+        keys.append((gt_ids[gt_of] << _PAIR_BITS) | pred_ids[pred_of])
+        counts.append(pair_counts.ravel()[present])
     return FrameStatistics(tuple(keys), tuple(counts))
 
 
