@@ -31,8 +31,9 @@ that failed the depth test):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -143,14 +144,11 @@ class FrameStatistics:
     counts: tuple[np.ndarray, ...]
 
 
-def _check_frame(
-    frame: DVPSFrame, protocol: DVPQProtocol, need_depth: bool
-) -> tuple[int, int, int]:
-    """Check sizes and id ranges; ground-truth classes up to their largest value, which
-    :func:`frame_statistics` then checks on the segments present.
+def _check_frame(frame: DVPSFrame, protocol: DVPQProtocol, need_depth: bool) -> tuple[int, int]:
+    """Check sizes and instance ids; class ids are checked block by block (:func:`_check_ids`).
 
     Returns:
-        The largest ground-truth class, ground-truth instance and predicted instance.
+        The largest ground-truth and predicted instance ids.
     """
     shape = frame.gt_class.shape
     arrays = {
@@ -168,25 +166,16 @@ def _check_frame(
                 f"{frame.name}: {key} has size (H, W) = {array.shape}, the ground truth "
                 f"{shape}; predictions must have the ground truth's size."
             )
-    limits = {
-        "pred_class": protocol.num_classes,
-        "gt_class": protocol.ignore_label,
-        "pred_instance": (1 << _ID_BITS) - 1,
-        "gt_instance": (1 << _ID_BITS) - 1,
-    }
-    largest = {key: _largest_unsigned(getattr(frame, key)) for key in limits}
-    if all(largest[key] <= limit for key, limit in limits.items()):
-        return largest["gt_class"], largest["gt_instance"], largest["pred_instance"]
-    # Some id is out of range: report the first problem in a fixed order.
-    low, high = int(frame.pred_class.min()), int(frame.pred_class.max())
-    if low < 0 or high > protocol.num_classes:
-        raise ValueError(
-            f"{frame.name}: predicted class id {low if low < 0 else high}; expected "
-            f"0..{protocol.num_classes} ({protocol.num_classes} = void)."
-        )
-    _check_gt_classes(frame, protocol, np.unique(frame.gt_class))
-    key = next(k for k in ("pred_instance", "gt_instance") if largest[k] > limits[k])
-    raise ValueError(f"{frame.name}: {key} outside 0..{(1 << _ID_BITS) - 1}.")
+    gt_top, pred_top = _largest_unsigned(frame.gt_instance), _largest_unsigned(frame.pred_instance)
+    if max(gt_top, pred_top) >> _ID_BITS:
+        _report_bad_ids(frame, protocol)
+    return gt_top, pred_top
+
+
+def _check_ids(ids: np.ndarray, limit: int, frame: DVPSFrame, protocol: DVPQProtocol) -> None:
+    """Check that the ids of a block lie in 0..limit, else report the frame's first bad id."""
+    if _largest_unsigned(ids) > limit:
+        _report_bad_ids(frame, protocol)
 
 
 def _largest_unsigned(ids: np.ndarray) -> int:
@@ -195,6 +184,22 @@ def _largest_unsigned(ids: np.ndarray) -> int:
     if ids.dtype.kind == "i":
         ids = ids.view(ids.dtype.str.replace("i", "u"))
     return int(ids.max())
+
+
+def _report_bad_ids(frame: DVPSFrame, protocol: DVPQProtocol) -> None:
+    """Raise the error of the frame's first bad id: predicted classes, then ground-truth
+    classes, then instances (a frame with a bad id only)."""
+    low, high = int(frame.pred_class.min()), int(frame.pred_class.max())
+    if low < 0 or high > protocol.num_classes:
+        raise ValueError(
+            f"{frame.name}: predicted class id {low if low < 0 else high}; expected "
+            f"0..{protocol.num_classes} ({protocol.num_classes} = void)."
+        )
+    _check_gt_classes(frame, protocol, np.unique(frame.gt_class))
+    for key in ("pred_instance", "gt_instance"):
+        if _largest_unsigned(getattr(frame, key)) >> _ID_BITS:
+            raise ValueError(f"{frame.name}: {key} outside 0..{(1 << _ID_BITS) - 1}.")
+    raise AssertionError(f"{frame.name}: no bad id found")
 
 
 def _check_gt_classes(frame: DVPSFrame, protocol: DVPQProtocol, classes: np.ndarray) -> None:
@@ -270,13 +275,15 @@ class _SegmentCodes:
         classes: np.ndarray,
         instances: np.ndarray,
         blocks: Sequence[slice],
+        check: Callable[[np.ndarray], None],
         codes: np.ndarray | None = None,
     ) -> np.ndarray:
         """The codes present in the frame (ascending int64), given its class and instance ids
-        (1-D) and the ``blocks`` that cover them; ``codes`` (int32, same length), when given,
-        receives every pixel's code."""
+        (1-D) and the ``blocks`` that cover them; ``check`` is called on each block's classes
+        first; ``codes`` (int32, same length), when given, receives every pixel's code."""
         seen = np.zeros(self.bins, bool)
         for b in blocks:
+            check(classes[b])
             block_codes = self.codes(classes[b], instances[b])
             _mark_present(block_codes, seen)
             if codes is not None:
@@ -345,7 +352,7 @@ def frame_statistics(
     thresholds = np.unique([t for t in protocol.depth_thresholds if t > 0])
     levels = thresholds.size + 1
     need_depth = thresholds.size > 0 or depth_metrics is not None
-    gt_class_max, gt_instance_max, pred_instance_max = _check_frame(frame, protocol, need_depth)
+    gt_instance_max, pred_instance_max = _check_frame(frame, protocol, need_depth)
     gt_class, gt_instance = np.ravel(frame.gt_class), np.ravel(frame.gt_instance)
     pred_class, pred_instance = np.ravel(frame.pred_class), np.ravel(frame.pred_instance)
     if need_depth:
@@ -354,19 +361,21 @@ def frame_statistics(
     blocks = [slice(start, start + BLOCK_PIXELS) for start in range(0, pixels, BLOCK_PIXELS)]
     num_classes = protocol.num_classes
 
-    gt = _SegmentCodes.of(gt_class_max + 1, gt_instance, gt_instance_max, blocks)
+    gt = _SegmentCodes.of(protocol.ignore_label + 1, gt_instance, gt_instance_max, blocks)
     gt_codes = np.empty(pixels, np.int32)  # kept for the counting pass
-    gt_present = gt.present(gt_class, gt_instance, blocks, gt_codes)
+    check_gt = partial(_check_ids, limit=protocol.ignore_label, frame=frame, protocol=protocol)
+    gt_present = gt.present(gt_class, gt_instance, blocks, check_gt, gt_codes)
     gt_ids = gt.ids(gt_present)
     _check_gt_classes(frame, protocol, np.unique(gt_ids >> _ID_BITS))
 
     # Predicted segments: their codes as they are, or numbered when the pair table would be big.
     pred = _SegmentCodes.of(num_classes + 1, pred_instance, pred_instance_max, blocks)
+    check_pred = partial(_check_ids, limit=num_classes, frame=frame, protocol=protocol)
     pred_index = None
     if len(gt_ids) * pred.bins * levels <= _MAX_PAIR_BINS:
         pred_ids = pred.ids(np.arange(pred.bins))
     else:
-        pred_present = pred.present(pred_class, pred_instance, blocks)
+        pred_present = pred.present(pred_class, pred_instance, blocks, check_pred)
         failed_code = num_classes * pred.width  # (num_classes, 0), the segment of failed pixels
         pred_present = np.union1d(pred_present, [failed_code])
         pred_index = np.zeros(pred.bins, np.int32)
@@ -381,6 +390,7 @@ def frame_statistics(
     counter = _Counter(len(gt_ids) * num_pred * levels, pixels)
     depth_sums = []
     for b in blocks:
+        check_pred(pred_class[b])
         pair = pred.codes(pred_class[b], pred_instance[b])
         if pred_index is None:
             pair *= levels
