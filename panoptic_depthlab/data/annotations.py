@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import cv2
@@ -26,7 +27,6 @@ import numpy as np
 __all__ = [
     "read_depth",
     "read_depth_samples",
-    "read_label_samples",
     "read_labels",
     "read_panoptic",
     "read_png",
@@ -34,6 +34,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _WARNED_STUFF_INSTANCES: set[str] = set()  # datasets whose stuff instance ids were reported
+_SPLIT_ROWS = 32  # rows of a panoptic label PNG split into class and instance ids per step
 
 
 def read_png(path: str, what: str) -> np.ndarray:
@@ -59,19 +60,22 @@ def _check_size(path: str, array: np.ndarray, size: tuple[int, int] | None) -> N
         )
 
 
-def _check_classes(path: str, classes: np.ndarray, meta: Mapping[str, Any]) -> None:
-    """Reject class ids (non-negative integers) that are neither a train id nor the void id of
-    the label files."""
-    num_classes, void = meta["num_classes"], meta["label_void_id"]
-    above = np.count_nonzero(classes >= num_classes)
-    if above == 0 or (void >= num_classes and above == np.count_nonzero(classes == void)):
-        return  # two counts instead of a histogram: every id >= num_classes is the void id
-    counts = np.bincount(classes.ravel())
+def _check_classes(
+    path: str, above: int, void: int, classes: Callable[[], np.ndarray], meta: Mapping[str, Any]
+) -> None:
+    """Reject class ids that are neither a train id nor the void id of the label files, given
+    the number of pixels with ids >= num_classes (``above``) and with the void id (``void``):
+    they agree when every id >= num_classes is the void id. Only then are the ids themselves
+    (``classes()``, non-negative integers) counted, to name the first bad one."""
+    num_classes, void_id = meta["num_classes"], meta["label_void_id"]
+    if above == 0 or (void_id >= num_classes and above == void):
+        return
+    counts = np.bincount(classes().ravel())
     present = np.flatnonzero(counts)
-    bad = present[(present >= num_classes) & (present != void)]
+    bad = present[(present >= num_classes) & (present != void_id)]
     raise ValueError(
         f"{path}: class id {int(bad[0])} on {int(counts[bad[0]])} pixels; expected train ids "
-        f"0..{num_classes - 1} or the void id {void}."
+        f"0..{num_classes - 1} or the void id {void_id}."
     )
 
 
@@ -110,7 +114,10 @@ def _drop_stuff_instances(
 
 
 def read_labels(
-    record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
+    record: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    size: tuple[int, int] | None = None,
+    void_as: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The label files of a frame record as stored: class ids (train ids or the void id
     ``label_void_id``) and instance ids, both ``int32`` (H, W), with class ids and sizes checked.
@@ -119,40 +126,70 @@ def read_labels(
         record: a frame record (or its ``next_frame`` entry) from the DVPS dataset loader.
         meta: the dataset's metadata (``MetadataCatalog.get(name)`` or ``dvps_metadata(fmt)``).
         size: expected (H, W); None skips the size check.
+        void_as: class id given to the void pixels instead of ``label_void_id`` (at most
+            65535), or None.
     """
-    classes, instances = read_label_samples(record, meta, size)
-    return classes.astype(np.int32), instances.astype(np.int32)
-
-
-def read_label_samples(
-    record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`read_labels` without the conversion to ``int32``: class and instance ids (H, W) in
-    the unsigned dtype of the PNG samples (uint8 or uint16; Cityscapes-DVPS: both uint16)."""
+    num_classes, void_id = meta["num_classes"], meta["label_void_id"]
     if "panoptic_file_name" in record:  # Cityscapes-DVPS: class * divisor + instance
         path = record["panoptic_file_name"]
         raw = read_png(path, "a 16-bit panoptic label PNG")
         if raw.ndim != 2:
             raise ValueError(f"{path}: has {raw.shape[2]} channels; expected 1 (panoptic ids).")
         _check_size(path, raw, size)
-        # In uint16, the samples' type (the divisor, 1000, fits): exact and faster than int32.
-        raw = raw.astype(np.uint16, copy=False)
-        classes = raw // meta["label_divisor"]
-        instances = classes * meta["label_divisor"]
-        np.subtract(raw, instances, out=instances)
+        classes, instances, above, void = _split_panoptic(raw, meta, void_as)
+        stored_classes = partial(np.floor_divide, raw, meta["label_divisor"])
     else:  # SemKITTI-DVPS: a class file and an instance file
         path = record["sem_seg_file_name"]
-        classes = read_png(path, "a class label PNG")
-        if classes.ndim != 2:
-            raise ValueError(f"{path}: has {classes.shape[2]} channels; expected 1 (class ids).")
-        _check_size(path, classes, size)
+        stored = read_png(path, "a class label PNG")
+        if stored.ndim != 2:
+            raise ValueError(f"{path}: has {stored.shape[2]} channels; expected 1 (class ids).")
+        _check_size(path, stored, size)
         instance_path = record["instance_file_name"]
         instances = read_png(instance_path, "an instance label PNG")
         if instances.ndim != 2:
             raise ValueError(f"{instance_path}: has {instances.shape[2]} channels; expected 1.")
-        _check_size(instance_path, instances, classes.shape)
-    _check_classes(path, classes, meta)
+        _check_size(instance_path, instances, stored.shape)
+        above = np.count_nonzero(stored >= num_classes)
+        is_void = stored == void_id
+        void = np.count_nonzero(is_void)
+        classes, instances = stored.astype(np.int32), instances.astype(np.int32)
+        if void_as is not None:
+            classes[is_void] = void_as
+        stored_classes = partial(np.asarray, stored)
+    _check_classes(path, above, void, stored_classes, meta)
     return classes, instances
+
+
+def _split_panoptic(
+    raw: np.ndarray, meta: Mapping[str, Any], void_as: int | None
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Cityscapes-DVPS panoptic samples (H, W) -> ``(classes, instances, above, void)``: int32
+    (H, W) ``raw // label_divisor`` (void pixels ``void_as`` unless None) and
+    ``raw % label_divisor``, and the numbers of pixels with a class >= num_classes and with
+    the void class. Done ``_SPLIT_ROWS`` rows at a time in uint16 (the samples' type, which the
+    divisor 1000 fits), so that the temporaries stay in cache."""
+    divisor, num_classes, void_id = (
+        meta["label_divisor"],
+        meta["num_classes"],
+        meta["label_void_id"],
+    )
+    classes = np.empty(raw.shape, np.int32)
+    instances = np.empty(raw.shape, np.int32)
+    above = void = 0
+    for top in range(0, raw.shape[0], _SPLIT_ROWS):
+        rows = slice(top, top + _SPLIT_ROWS)
+        samples = raw[rows].astype(np.uint16, copy=False)
+        class_rows = samples // divisor
+        instance_rows = class_rows * divisor
+        np.subtract(samples, instance_rows, out=instance_rows)
+        above += np.count_nonzero(class_rows >= num_classes)
+        is_void = class_rows == void_id
+        void += np.count_nonzero(is_void)
+        if void_as is not None:
+            class_rows[is_void] = void_as
+        classes[rows] = class_rows
+        instances[rows] = instance_rows
+    return classes, instances, above, void
 
 
 def read_panoptic(

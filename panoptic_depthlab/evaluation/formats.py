@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.annotations import read_depth_samples, read_label_samples, read_png
+from ..data.annotations import read_depth_samples, read_labels, read_png
 from ..files import write_png_atomic
 
 __all__ = [
@@ -372,11 +372,8 @@ def read_ground_truth(
             train ids nor the void id, sizes that differ from each other or from the record's.
     """
     size = (record["height"], record["width"]) if "height" in record else None
-    classes, instances = read_label_samples(record, metadata, size)
-    # Void -> ignore_label (255) on the unsigned samples, which it fits: fewer bytes than int32.
-    classes[classes == metadata["label_void_id"]] = metadata["ignore_label"]
-    classes = classes.astype(np.int32)
+    classes, instances = read_labels(record, metadata, size, void_as=metadata["ignore_label"])
     depth = np.divide(
         read_depth_samples(record, classes.shape), metadata["depth_scale"], dtype=np.float64
     )
-    return classes, instances.astype(np.int32), depth
+    return classes, instances, depth
