@@ -45,10 +45,9 @@ __all__ = ["DVPQAccumulator", "DVPQProtocol", "DVPSFrame", "FrameStatistics", "f
 _ID_BITS = 16  # segment id = class << 16 | instance; instances come from 8- or 16-bit PNGs
 _PAIR_BITS = 24  # pair key = ground-truth id << 24 | predicted id
 _COUNT_PIXELS = 1 << 18  # codes counted per bincount call (8 blocks of BLOCK_PIXELS)
-_LANES = 4  # copies of the bins that consecutive pixels are counted in
-_MAX_COUNT_BINS = 1 << 20  # most bins of a count with lanes; above, one lane
+_LANES = 4  # counters per code that consecutive pixels take turns in
 _MAX_CODE_BINS = 1 << 22  # most codes of one side; above, instance ids are numbered first
-_MAX_PAIR_BINS = 1 << 16  # most (gt segment, pred code, level) bins; above, pred ids are numbered
+_MAX_PRED_BINS = 1 << 10  # most (pred code, level) pairs; above, pred segments are numbered
 
 
 @dataclass(frozen=True)
@@ -214,11 +213,10 @@ def _check_gt_classes(frame: DVPSFrame, protocol: DVPQProtocol, classes: np.ndar
         )
 
 
-def _mark_present(codes: np.ndarray, seen: np.ndarray) -> None:
-    """Set ``seen[c]`` for every value ``c`` of ``codes`` (1-D, not empty), looking only at the
-    last pixel of each run of equal values: label maps are piecewise constant."""
-    seen[codes[np.flatnonzero(codes[1:] != codes[:-1])]] = True
-    seen[codes[-1]] = True
+def _run_values(values: np.ndarray) -> np.ndarray:
+    """The last value of each run of equal values of ``values`` (1-D, not empty): every value
+    present, from few pixels when the values are piecewise constant, as label maps are."""
+    return values[np.append(np.flatnonzero(values[1:] != values[:-1]), values.size - 1)]
 
 
 @dataclass(frozen=True)
@@ -253,7 +251,7 @@ class _SegmentCodes:
         present = np.zeros(top + 1, bool)
         present[0] = True  # the segment of depth-test failures is (num_classes, 0)
         for b in blocks:
-            _mark_present(instances[b], present)
+            present[_run_values(instances[b])] = True
         slot_ids = np.flatnonzero(present)
         slot_of = np.zeros(top + 1, np.int32)
         slot_of[slot_ids] = np.arange(len(slot_ids))
@@ -276,18 +274,14 @@ class _SegmentCodes:
         instances: np.ndarray,
         blocks: Sequence[slice],
         check: Callable[[np.ndarray], None],
-        codes: np.ndarray | None = None,
     ) -> np.ndarray:
         """The codes present in the frame (ascending int64), given its class and instance ids
         (1-D) and the ``blocks`` that cover them; ``check`` is called on each block's classes
-        first; ``codes`` (int32, same length), when given, receives every pixel's code."""
+        first."""
         seen = np.zeros(self.bins, bool)
         for b in blocks:
             check(classes[b])
-            block_codes = self.codes(classes[b], instances[b])
-            _mark_present(block_codes, seen)
-            if codes is not None:
-                codes[b] = block_codes
+            seen[_run_values(self.codes(classes[b], instances[b]))] = True
         return np.flatnonzero(seen)
 
     def ids(self, codes: np.ndarray) -> np.ndarray:
@@ -297,17 +291,37 @@ class _SegmentCodes:
         return (classes << _ID_BITS) | instances
 
 
-class _Counter:
-    """Counts of int codes in ``0..bins - 1`` given block by block. The codes of several blocks
-    are counted with one bincount; consecutive pixels go to ``_LANES`` separate copies of the
-    bins, so that a run of equal codes does not wait on one counter."""
+class _Rows:
+    """Numbers the codes of one side in the order they first appear, block by block, and gives
+    each pixel the offset ``row * stride`` of its code's row in the count."""
 
-    def __init__(self, bins: int, pixels: int):
-        self.bins = bins
-        lanes = _LANES if bins * _LANES <= _MAX_COUNT_BINS else 1
-        self._counts = np.zeros(bins * lanes, np.int64)
+    def __init__(self, bins: int, stride: int):
+        self.codes: list[int] = []  # the code of each row
+        self._offsets = np.full(bins, -1, np.int32)
+        self._stride = stride
+
+    def offsets(self, codes: np.ndarray) -> np.ndarray:
+        """(N,) int32 row offsets of ``codes`` (1-D int32), numbering the codes not seen yet."""
+        offsets = self._offsets.take(codes)
+        if offsets.min() < 0:
+            present = np.unique(_run_values(codes))
+            new = present[self._offsets[present] < 0]
+            self._offsets[new] = (len(self.codes) + np.arange(len(new))) * self._stride
+            self.codes += new.tolist()
+            offsets = self._offsets.take(codes)
+        return offsets
+
+
+class _Counter:
+    """Counts of non-negative int codes given block by block, their range growing as they come.
+    The codes of several blocks are counted with one bincount; consecutive pixels go to
+    ``_LANES`` separate counters of each code, so that a run of equal codes does not wait on
+    one counter."""
+
+    def __init__(self, pixels: int):
+        self._counts = np.zeros(0, np.int64)  # code * _LANES + lane
         self._buffer = np.empty(min(pixels, _COUNT_PIXELS), np.int64)
-        self._lanes = np.tile(np.arange(lanes, dtype=np.int64) * bins, BLOCK_PIXELS // lanes)
+        self._lanes = np.tile(np.arange(_LANES, dtype=np.int64), BLOCK_PIXELS // _LANES)
         self._used = 0
 
     def add(self, codes: np.ndarray) -> None:
@@ -315,17 +329,24 @@ class _Counter:
         if self._used + codes.size > self._buffer.size:
             self._flush()
         out = self._buffer[self._used : self._used + codes.size]
-        out[...] = codes
+        np.multiply(codes, _LANES, out=out)
         out += self._lanes[: codes.size]
         self._used += codes.size
 
-    def counts(self) -> np.ndarray:
-        """(bins,) int64 counts of all codes added."""
+    def counts(self, bins: int) -> np.ndarray:
+        """(bins,) int64 counts of the codes ``0..bins - 1`` (all codes added are below)."""
         self._flush()
-        return self._counts.reshape(-1, self.bins).sum(axis=0)
+        counts = np.zeros(bins * _LANES, np.int64)
+        counts[: self._counts.size] = self._counts
+        return counts.reshape(bins, _LANES).sum(axis=1)
 
     def _flush(self) -> None:
-        self._counts += np.bincount(self._buffer[: self._used], minlength=self._counts.size)
+        counts = np.bincount(self._buffer[: self._used])
+        if counts.size > self._counts.size:
+            counts[: self._counts.size] += self._counts
+            self._counts = counts
+        else:
+            self._counts[: counts.size] += counts
         self._used = 0
 
 
@@ -337,7 +358,8 @@ def frame_statistics(
     One count of (ground-truth segment, predicted segment, depth level) serves every threshold:
     a pixel's level is the number of thresholds its relative depth error exceeds, so it fails
     the thresholds of ascending rank 1..level, and a threshold's table is a sum over levels. The
-    pixels are processed in blocks of ``BLOCK_PIXELS``, which keeps the temporaries in cache.
+    pixels are read once, in blocks of ``BLOCK_PIXELS`` whose temporaries stay in cache;
+    ground-truth segments get rows as they appear.
 
     Args:
         frame: the frame.
@@ -360,19 +382,15 @@ def frame_statistics(
     pixels = gt_class.size
     blocks = [slice(start, start + BLOCK_PIXELS) for start in range(0, pixels, BLOCK_PIXELS)]
     num_classes = protocol.num_classes
-
-    gt = _SegmentCodes.of(protocol.ignore_label + 1, gt_instance, gt_instance_max, blocks)
-    gt_codes = np.empty(pixels, np.int32)  # kept for the counting pass
     check_gt = partial(_check_ids, limit=protocol.ignore_label, frame=frame, protocol=protocol)
-    gt_present = gt.present(gt_class, gt_instance, blocks, check_gt, gt_codes)
-    gt_ids = gt.ids(gt_present)
-    _check_gt_classes(frame, protocol, np.unique(gt_ids >> _ID_BITS))
-
-    # Predicted segments: their codes as they are, or numbered when the pair table would be big.
-    pred = _SegmentCodes.of(num_classes + 1, pred_instance, pred_instance_max, blocks)
     check_pred = partial(_check_ids, limit=num_classes, frame=frame, protocol=protocol)
+    gt = _SegmentCodes.of(protocol.ignore_label + 1, gt_instance, gt_instance_max, blocks)
+    pred = _SegmentCodes.of(num_classes + 1, pred_instance, pred_instance_max, blocks)
+
+    # Predicted segments: their codes as they are, or numbered first (one more pass) when the
+    # codes are many.
     pred_index = None
-    if len(gt_ids) * pred.bins * levels <= _MAX_PAIR_BINS:
+    if pred.bins * levels <= _MAX_PRED_BINS:
         pred_ids = pred.ids(np.arange(pred.bins))
     else:
         pred_present = pred.present(pred_class, pred_instance, blocks, check_pred)
@@ -384,19 +402,19 @@ def frame_statistics(
     num_pred = len(pred_ids)
     failed_index = int(np.searchsorted(pred_ids, num_classes << _ID_BITS))
 
-    # Count (gt segment, pred segment, level) and, on the way, the depth metrics' sums.
-    gt_index = np.zeros(gt.bins, np.int32)
-    gt_index[gt_present] = np.arange(len(gt_ids)) * (num_pred * levels)
-    counter = _Counter(len(gt_ids) * num_pred * levels, pixels)
+    # Count (gt row, pred segment, level) and, on the way, the depth metrics' sums.
+    rows = _Rows(gt.bins, num_pred * levels)
+    counter = _Counter(pixels)
     depth_sums = []
     for b in blocks:
+        check_gt(gt_class[b])
         check_pred(pred_class[b])
         pair = pred.codes(pred_class[b], pred_instance[b])
         if pred_index is None:
             pair *= levels
         else:
             pair = pred_index.take(pair)
-        pair += gt_index.take(gt_codes[b])
+        pair += rows.offsets(gt.codes(gt_class[b], gt_instance[b]))
         if need_depth:
             error, sums = depth_errors(pred_depth[b], gt_depth[b], depth_metrics is not None)
             depth_sums.append(sums)
@@ -406,7 +424,11 @@ def frame_statistics(
                     level += (error > threshold).view(np.int8)
                 pair += level
         counter.add(pair)
-    table = counter.counts().reshape(len(gt_ids), num_pred, levels)
+    table = counter.counts(len(rows.codes) * num_pred * levels)
+    order = np.argsort(rows.codes)  # rows by ascending code, i.e. ascending segment id
+    gt_ids = gt.ids(np.asarray(rows.codes)[order])
+    table = table.reshape(len(rows.codes), num_pred, levels)[order]
+    _check_gt_classes(frame, protocol, np.unique(gt_ids >> _ID_BITS))
     if depth_metrics is not None:
         depth_metrics.add_sums(np.sum(depth_sums, axis=0))
 
