@@ -304,8 +304,8 @@ class _Rows:
         """(N,) int32 row offsets of ``codes`` (1-D int32), numbering the codes not seen yet."""
         offsets = self._offsets.take(codes)
         if offsets.min() < 0:
-            present = np.unique(_run_values(codes))
-            new = present[self._offsets[present] < 0]
+            runs = _run_values(codes)
+            new = np.unique(runs[self._offsets[runs] < 0])
             self._offsets[new] = (len(self.codes) + np.arange(len(new))) * self._stride
             self.codes += new.tolist()
             offsets = self._offsets.take(codes)
