@@ -25,7 +25,10 @@ that failed the depth test):
    not a false positive.
 4. Per class ``PQ = (sum IoU / TP) * TP / (TP + FP / 2 + FN / 2)``; the extra class is dropped.
    A class without TP, FP or FN is left out of the means (Cityscapes-DVPS, whose script prints nan)
-   or counts as 0 (SemKITTI-DVPS, whose script adds 1e-10 to the denominators).
+   or counts as 0 (SemKITTI-DVPS, whose script adds 1e-10 to the denominators; that guard is left
+   out here, which moves its numbers by about 1e-9 points). The Cityscapes-DVPS script adds no
+   guard, so any class without TP makes its printed mean nan; here such a class scores 0 when it
+   has FP or FN, as in the SemKITTI-DVPS script.
 """
 
 from __future__ import annotations
