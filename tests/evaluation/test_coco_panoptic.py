@@ -29,7 +29,7 @@ from panoptic_depthlab.evaluation.evaluate_files import evaluate_prediction_file
 from panoptic_depthlab.evaluation.formats import read_ground_truth, write_prediction
 from panoptic_depthlab.panoptic_ids import split_panoptic
 
-from .test_eval_dvpq_cli import _load_cli_main
+from .test_eval_dvpq_cli import _args, _load_cli_main
 
 CITYSCAPES, SEMKITTI = "cityscapes_dvps", "semkitti_dvps"
 SHAPES = {CITYSCAPES: (2, 3, 64, 128), SEMKITTI: (2, 4, 64, 128)}  # (seqs, frames, H, W)
@@ -339,22 +339,8 @@ def test_bad_coco_input_exits_2_without_json(data, cli_main, tmp_path, capsys, d
         shutil.copy(data[CITYSCAPES]["json"], paths["json"])
     expected = [m.format(json=paths["json"], coco=paths["coco"]) for m in damage(paths)]
     output = tmp_path / "out" / "results.json"
-    args = [
-        "--dataset",
-        CITYSCAPES,
-        "--gt-dir",
-        str(paths["gt"]),
-        "--pred-dir",
-        str(paths["coco"]),
-        "--depth-dir",
-        str(paths["depth"]),
-        "--pred-format",
-        "coco_panoptic",
-        "--pred-json",
-        str(paths["json"]),
-        "--output",
-        str(output),
-    ]
+    coco = "--pred-format", "coco_panoptic", "--pred-json", str(paths["json"])
+    args = _args({**paths, "pred": paths["coco"]}, CITYSCAPES, output, *coco)
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     error = err[err.index("eval_dvpq.py: error: ") :]
