@@ -136,7 +136,7 @@ def read_labels(
         if raw.ndim != 2:
             raise ValueError(f"{path}: has {raw.shape[2]} channels; expected 1 (panoptic ids).")
         _check_size(path, raw, size)
-        classes, instances, above, void = _split_panoptic(raw, meta, void_as)
+        classes, instances, above, void = _split_label_ids(raw, meta, void_as)
         stored_classes = partial(np.floor_divide, raw, meta["label_divisor"])
     else:  # SemKITTI-DVPS: a class file and an instance file
         path = record["sem_seg_file_name"]
@@ -160,7 +160,7 @@ def read_labels(
     return classes, instances
 
 
-def _split_panoptic(
+def _split_label_ids(
     raw: np.ndarray, meta: Mapping[str, Any], void_as: int | None
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Cityscapes-DVPS panoptic samples (H, W) -> ``(classes, instances, above, void)``: int32

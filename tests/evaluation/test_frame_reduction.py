@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from panoptic_depthlab.data import dvps_metadata
-from panoptic_depthlab.data.annotations import _split_panoptic, read_labels
+from panoptic_depthlab.data.annotations import _split_label_ids, read_labels
 from panoptic_depthlab.evaluation.depth_metrics import (
     BLOCK_PIXELS,
     LOG_DEPTH_FLOOR,
@@ -248,9 +248,9 @@ def test_a_rejected_frame_adds_no_depth_metrics():
 
 
 @pytest.mark.parametrize("void_as", [None, IGNORE])
-def test_split_panoptic_equals_integer_arithmetic_on_every_16_bit_value(void_as):
+def test_split_label_ids_equals_integer_arithmetic_on_every_16_bit_value(void_as):
     raw = np.arange(1 << 16, dtype=np.uint16).reshape(256, 256)
-    classes, instances, above, void = _split_panoptic(raw, META, void_as)
+    classes, instances, above, void = _split_label_ids(raw, META, void_as)
     want = raw.astype(np.int64) // 1000
     assert classes.dtype == instances.dtype == np.int32
     if void_as is not None:
