@@ -55,7 +55,9 @@ def _norm(name: str) -> str:
     return " ".join(str(name).lower().replace("-", " ").replace("_", " ").split())
 
 
-def _category_map(data: Mapping[str, Any], path: str, metadata: Mapping[str, Any]) -> dict:
+def _category_map(
+    data: Mapping[str, Any], path: str, metadata: Mapping[str, Any]
+) -> dict[Any, int | None] | None:
     """JSON category id -> train id; None when the JSON has no ``categories``."""
     if "categories" not in data:
         return None

@@ -63,6 +63,7 @@ class DVPSEvaluator(DatasetEvaluator):
                 "evaluator_type 'dvps'); register it with register_dvps_dataset."
             )
         self._dataset_name = dataset_name
+        self._meta_dict = self._meta.as_dict()
         self._window_sizes = window_sizes
         self._depth_thresholds = depth_thresholds
         self._output_dir = output_dir
@@ -71,7 +72,7 @@ class DVPSEvaluator(DatasetEvaluator):
 
     def reset(self) -> None:
         self._accumulator = DVPSAccumulator(
-            self._meta.as_dict(), self._window_sizes, self._depth_thresholds
+            self._meta_dict, self._window_sizes, self._depth_thresholds
         )
 
     def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
@@ -82,7 +83,7 @@ class DVPSEvaluator(DatasetEvaluator):
                 panoptic, meta.label_divisor, meta.num_classes
             )
             pred_depth = quantize_depth(output["depth"].to(self._cpu).numpy())  # as a PNG holds it
-            gt_class, gt_instance, gt_depth = read_ground_truth(record, meta.as_dict())
+            gt_class, gt_instance, gt_depth = read_ground_truth(record, self._meta_dict)
             frame = DVPSFrame(
                 pred_class,
                 pred_instance,
@@ -98,7 +99,7 @@ class DVPSEvaluator(DatasetEvaluator):
                     os.path.join(self._output_dir, "panoptic"),
                     os.path.join(self._output_dir, "depth"),
                     record["file_name"],
-                    meta.as_dict(),
+                    self._meta_dict,
                     pred_class,
                     pred_instance,
                     pred_depth,

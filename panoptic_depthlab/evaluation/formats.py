@@ -54,7 +54,7 @@ __all__ = [
 IMAGE_SUFFIX = "_leftImg8bit.png"
 _DEPTH_SCALE = 256.0  # depth PNG value per meter, both formats
 _UINT16_MAX = np.iinfo(np.uint16).max
-RGB, CLASS_INSTANCE = "rgb", "class_instance"  # the values of metadata["prediction_files"]
+RGB = "rgb"  # metadata["prediction_files"] of one RGB PNG per frame; else "class_instance"
 _FRAME_ID = re.compile(r"^(\d+_\d+)(?!\d)")
 
 
