@@ -26,6 +26,8 @@ __all__ = [
     "OutputError",
     "check_writable",
     "open_atomic",
+    "output_errors",
+    "process_is_running",
     "remove_stale_temporaries",
     "write_bytes_atomic",
     "write_json_atomic",
@@ -45,13 +47,19 @@ def _reason(error: OSError) -> str:
 
 
 def check_writable(directory: str, what: str = "output folder") -> None:
-    """Create ``directory`` (and its parents) if missing and check that files can be created
-    in it, by creating and removing a small file.
+    """Check that files can be created in ``directory``, by creating (and removing) a small
+    file there. Folders it creates for the check are removed again, so a run that stops
+    later for another reason leaves nothing behind.
 
     Raises:
         OutputError: "``<what> <directory>: cannot write there (<reason>).``" for a read-only,
             unwritable or full file system, or a path that is a file.
     """
+    created = []
+    parent = os.path.abspath(directory)
+    while not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
     probe = os.path.join(directory, f".write_check.{os.getpid()}.tmp")
     try:
         os.makedirs(directory, exist_ok=True)
@@ -64,6 +72,9 @@ def check_writable(directory: str, what: str = "output folder") -> None:
     finally:
         with contextlib.suppress(OSError):
             os.remove(probe)
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
@@ -78,7 +89,7 @@ def remove_stale_temporaries(directory: str) -> list[str]:
         return removed
     for name in os.listdir(directory):
         match = _TEMPORARY.match(name)
-        if match is None or _process_exists(int(match["pid"])):
+        if match is None or process_is_running(int(match["pid"])):
             continue
         path = os.path.join(directory, name)
         with contextlib.suppress(FileNotFoundError):
@@ -87,7 +98,8 @@ def remove_stale_temporaries(directory: str) -> list[str]:
     return removed
 
 
-def _process_exists(pid: int) -> bool:
+def process_is_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (this process counts as running)."""
     if pid == os.getpid():
         return True
     try:
@@ -97,6 +109,18 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+@contextlib.contextmanager
+def output_errors(path: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into an :class:`OutputError` naming ``path``
+    and the operating system's reason (an ``OutputError`` passes as it is)."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({_reason(e)}).") from e
 
 
 @contextlib.contextmanager
@@ -115,16 +139,13 @@ def open_atomic(path: str, mode: str = "wb") -> Iterator[IO]:
     directory, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
-        os.makedirs(directory, exist_ok=True)
-        with open(tmp, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if isinstance(e, OutputError):
-            raise
-        raise OutputError(f"{path}: cannot write ({_reason(e)}).") from e
+        with output_errors(path):
+            os.makedirs(directory, exist_ok=True)
+            with open(tmp, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)

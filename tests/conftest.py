@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,31 @@ import numpy as np
 import pytest
 
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
+
+# Loggers the tools set up with Detectron2's setup_logger.
+_TOOL_LOGGERS = ("detectron2", "d2", "fvcore", "panoptic_depthlab")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tool_loggers():
+    """Undo what a tool's ``setup_logger`` did in this process after each test.
+
+    ``setup_logger`` is cached and binds its console handler to the ``sys.stdout`` of the
+    first call, which pytest closes at the end of that test: a later test running a tool in
+    this process would log "--- Logging error ---" tracebacks to stderr. In a real run a
+    process sets its loggers up once, so this concerns tests only.
+    """
+    yield
+    from detectron2.utils.logger import setup_logger
+
+    setup_logger.cache_clear()
+    for name in _TOOL_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        logger.propagate = True
+
 
 # (sequences, frames, height, width) of the datasets the tests share.
 SMALL = (2, 3, 64, 128)
