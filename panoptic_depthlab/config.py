@@ -53,3 +53,8 @@ def add_panoptic_depthlab_config(cfg: CfgNode) -> None:
     cfg.MODEL.DEPTH_HEAD.SMOOTHNESS_WEIGHT = 0.0
     cfg.MODEL.DEPTH_HEAD.EDGE_WEIGHT = 0.0
     cfg.MODEL.DEPTH_HEAD.IMAGE_SMOOTHNESS_WEIGHT = 0.0
+
+    # Periodic checkpoints (model_<iteration>.pth, every SOLVER.CHECKPOINT_PERIOD iterations)
+    # kept in OUTPUT_DIR: the last N; 0 keeps all of them (Detectron2's behaviour). The final
+    # checkpoint (model_final.pth) is always kept and is not counted.
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 0

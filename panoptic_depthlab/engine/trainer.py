@@ -4,26 +4,84 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import weakref
 from collections import OrderedDict
 from typing import Any
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from fvcore.common.checkpoint import Checkpointer
 
 from ..checkpoint import PanopticDepthLabCheckpointer
 from ..data import DVPSDatasetMapper, build_dvps_train_loader
 from ..evaluation import DVPSEvaluator, inference_on_sequences
 from .hooks import PredictionImageHook
+from .setup import LaunchError
 
-__all__ = ["DVPSTrainer"]
+__all__ = ["DVPSTrainer", "PeriodicCheckpointer"]
 
 logger = logging.getLogger(__name__)
+
+
+class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """Detectron2's checkpoint hook, without duplicates and with a limit:
+
+    * every ``period`` iterations ``<prefix>_<iteration>.pth``, except at the last iteration,
+      which writes ``<prefix>_final.pth`` only (Detectron2 writes both, the same weights twice,
+      when ``max_iter`` is a multiple of ``period``);
+    * with ``max_to_keep`` N, after each periodic save only the N newest periodic checkpoints
+      up to this iteration stay (those of earlier runs in the folder included, so a resumed run
+      keeps the limit); the final checkpoint is never removed.
+    """
+
+    def __init__(
+        self,
+        checkpointer: Checkpointer,
+        period: int,
+        max_to_keep: int | None = None,
+        file_prefix: str = "model",
+    ):
+        """
+        Args:
+            checkpointer: saves into its ``save_dir``.
+            period: iterations between periodic checkpoints.
+            max_to_keep: how many periodic checkpoints to keep; None keeps all.
+            file_prefix: file names ``<file_prefix>_<iteration, 7 digits>.pth`` and
+                ``<file_prefix>_final.pth``.
+        """
+        super().__init__(checkpointer, period, max_to_keep=max_to_keep, file_prefix=file_prefix)
+
+    def step(self, iteration: int, **kwargs: Any) -> None:
+        iteration = int(iteration)
+        state = {"iteration": iteration, **kwargs}
+        if self.max_iter is not None and iteration >= self.max_iter - 1:
+            self.checkpointer.save(f"{self.file_prefix}_final", **state)
+        elif (iteration + 1) % self.period == 0:
+            self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **state)
+            if self.max_to_keep is not None:
+                self._remove_old_checkpoints(iteration)
+
+    def _remove_old_checkpoints(self, iteration: int) -> None:
+        save_dir = self.checkpointer.save_dir
+        pattern = re.compile(rf"^{re.escape(self.file_prefix)}_(\d{{7}})\.pth$")
+        periodic = sorted(
+            (int(match[1]), name)
+            for name in os.listdir(save_dir)
+            if (match := pattern.match(name)) and int(match[1]) <= iteration
+        )
+        for _, name in periodic[: -self.max_to_keep]:
+            path = os.path.join(save_dir, name)
+            os.remove(path)
+            logger.info(
+                f"Removed {path}: SOLVER.CHECKPOINT_MAX_KEEP = {self.max_to_keep} keeps the "
+                "newest periodic checkpoints."
+            )
 
 
 class DVPSTrainer(DefaultTrainer):
@@ -40,7 +98,11 @@ class DVPSTrainer(DefaultTrainer):
     * writers: Detectron2's console, ``metrics.json`` and TensorBoard writers, which record
       every loss term as its own curve; every ``VIS_PERIOD`` iterations a prediction picture of
       the first test frame goes to TensorBoard (:class:`PredictionImageHook`);
-    * checkpoints: :class:`PanopticDepthLabCheckpointer` (atomic saves, ``weights_only`` loads);
+    * checkpoints: :class:`PanopticDepthLabCheckpointer` (atomic saves, safe loads, one-line
+      errors); on start, the temporary checkpoint files of killed runs in ``OUTPUT_DIR`` are
+      removed; :class:`PeriodicCheckpointer` saves every ``SOLVER.CHECKPOINT_PERIOD``
+      iterations, keeps the last ``SOLVER.CHECKPOINT_MAX_KEEP`` (0: all) and writes only
+      ``model_final.pth`` at the last iteration;
     * a NaN or infinite loss stops training with the iteration, the loss terms and the last
       good checkpoint.
 
@@ -64,20 +126,34 @@ class DVPSTrainer(DefaultTrainer):
         self.checkpointer = PanopticDepthLabCheckpointer(
             model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
+        self.checkpointer.remove_stale_temporaries()  # the main process's only
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self) -> list:
-        hooks = super().build_hooks()
+        """Detectron2's default hooks, with :class:`PeriodicCheckpointer` in place of its
+        checkpoint hook and :class:`PredictionImageHook` before the writers."""
+        max_keep = self.cfg.SOLVER.CHECKPOINT_MAX_KEEP
+        if isinstance(max_keep, bool) or not isinstance(max_keep, int) or max_keep < 0:
+            raise LaunchError(
+                f"SOLVER.CHECKPOINT_MAX_KEEP = {max_keep!r}; expected 0 (keep every periodic "
+                "checkpoint) or the number of newest periodic checkpoints to keep."
+            )
+        hook_list = super().build_hooks()
+        for index, hook in enumerate(hook_list):
+            if isinstance(hook, hooks.PeriodicCheckpointer):
+                hook_list[index] = PeriodicCheckpointer(
+                    self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD, max_keep or None
+                )
         if self.cfg.VIS_PERIOD > 0 and self.cfg.DATASETS.TEST:
             mapper = DVPSDatasetMapper(self.cfg, is_train=False)
             # before the writers (last in the list), so a picture is written with its iteration
-            hooks.insert(
+            hook_list.insert(
                 -1, PredictionImageHook(self.cfg.VIS_PERIOD, self.cfg.DATASETS.TEST[0], mapper)
             )
-        return hooks
+        return hook_list
 
     def run_step(self) -> None:
         try:

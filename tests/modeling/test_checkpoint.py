@@ -9,7 +9,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from panoptic_depthlab.checkpoint import PanopticDepthLabCheckpointer
+from panoptic_depthlab.checkpoint import CheckpointError, PanopticDepthLabCheckpointer
 from panoptic_depthlab.data import register_dvps_dataset
 from tests.conftest import small_model_cfg
 
@@ -148,7 +148,12 @@ class _Custom:
 def test_pth_with_python_objects_is_refused_with_the_file_name(tmp_path):
     path = tmp_path / "untrusted.pth"
     torch.save({"model": fresh_model().state_dict(), "extra": _Custom()}, path)
-    with pytest.raises(
-        ValueError, match=r"untrusted\.pth: cannot be loaded with torch\.load\(weights_only=True\)"
-    ):
+    with pytest.raises(CheckpointError) as error:
         PanopticDepthLabCheckpointer(fresh_model()).load(str(path))
+    assert str(error.value) == (
+        f"{path}: refused: the file would call or build tests.modeling.test_checkpoint._Custom "
+        "when loaded, which a checkpoint never needs (only tensors, numpy arrays, numbers, "
+        "strings and containers are read); it may be hostile. Nothing from it was run. If you "
+        "trust its source, load it with torch.load and re-save its tensors with "
+        "torch.save({'model': state_dict}, path)."
+    )
