@@ -11,14 +11,18 @@ panoptic_depthlab/evaluation/evaluate_files.py): Cityscapes-DVPS ``PRED_DIR/<fra
 ``*ins.png``; or, with ``--pred-format coco_panoptic --pred-json FILE``, the COCO panoptic PNGs in
 PRED_DIR that FILE lists (Detectron2's COCOPanopticEvaluator, panopticapi); depth
 ``DEPTH_DIR/<frame id>*.png`` (16-bit, meters * 256). Prints a table and writes the results
-(percent) as JSON. Exit code 2 on bad input (missing, doubled or unreadable files, sizes or ids
-that do not fit); no JSON is written then.
+as JSON (PQ, SQ, RQ, STQ, DSTQ and the delta accuracies in percent; AbsRel a fraction; SqRel
+and RMSE in meters; see panoptic_depthlab/evaluation/depth_metrics.py). Exit code 2, with a
+one-line message, on bad input (missing, doubled or unreadable files, sizes or ids that do not
+fit, invalid options) or an output that cannot be written (checked before the evaluation
+starts); no JSON is written then.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -31,7 +35,32 @@ from panoptic_depthlab.evaluation.evaluate_files import (
     evaluate_prediction_files,
 )
 from panoptic_depthlab.evaluation.report import format_results_table
-from panoptic_depthlab.files import write_json_atomic
+from panoptic_depthlab.files import OutputError, check_writable, write_json_atomic
+
+
+def _window_size(text: str) -> int:
+    """``--frames`` value: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number of frames >= 1")
+    return value
+
+
+def _depth_threshold(text: str) -> float:
+    """``--lambdas`` value: a finite number >= 0 (0 = no depth test)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text}: expected a finite relative depth error >= 0, e.g. 0.5 0.25 0.1 "
+            "(0 = no depth test)"
+        )
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="results JSON file to write")
     parser.add_argument(
         "--frames",
-        type=int,
+        type=_window_size,
         nargs="+",
         default=None,
         metavar="K",
@@ -68,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--lambdas",
-        type=float,
+        type=_depth_threshold,
         nargs="+",
         default=None,
         metavar="LAMBDA",
@@ -93,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--output {args.output} is a directory; expected a JSON file name.")
     if args.plot and os.path.exists(args.plot) and not os.path.isdir(args.plot):
         parser.error(f"--plot {args.plot} exists and is not a directory.")
+    try:  # before the evaluation, not after it
+        check_writable(os.path.dirname(os.path.abspath(args.output)), "--output folder")
+        if args.plot:
+            check_writable(args.plot, "--plot folder")
+    except OutputError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
@@ -124,12 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
 
     print(format_results_table(results))
-    write_json_atomic(args.output, results)
-    frames = results["depth"]["frames"] + results["depth"]["skipped_frames"]
-    print(f"\nEvaluated {frames} frames in {elapsed:.1f} s; wrote {args.output}")
-    if args.plot:
-        for path in plot_results(results, args.plot):
-            print(f"wrote {path}")
+    try:
+        write_json_atomic(args.output, results)
+        frames = results["depth"]["frames"] + results["depth"]["skipped_frames"]
+        print(f"\nEvaluated {frames} frames in {elapsed:.1f} s; wrote {args.output}")
+        if args.plot:
+            for path in plot_results(results, args.plot):
+                print(f"wrote {path}")
+    except OutputError as e:  # e.g. the disk filled up during the evaluation
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

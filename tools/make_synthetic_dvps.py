@@ -5,23 +5,33 @@
 
 Frames go to ``<out>/video_sequence/<split>/``; the scene is described in
 ``panoptic_depthlab/data/synthetic.py``. The same arguments always write the same files.
+Exit code 2, with a one-line message, for invalid arguments or a folder that cannot be written
+(checked before any frame is made); a disk that fills up stops the run with that message, and
+only whole frames stay.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from tqdm import tqdm
 
 from panoptic_depthlab.data.datasets import DVPS_FORMATS, load_dvps_split
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
+from panoptic_depthlab.files import OutputError
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Write the dataset; returns the exit code (0 done, 2 bad arguments or unwritable output)."""
+    doc = __doc__.split("\n\n")
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="make_synthetic_dvps.py",
+        description=doc[0],
+        epilog="\n\n".join(doc[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--format", required=True, choices=DVPS_FORMATS, help="on-disk layout")
     parser.add_argument(
@@ -53,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
             )
     except ValueError as e:  # invalid arguments, raised before anything is written
         parser.error(str(e))
+    except OutputError as e:  # a folder that cannot be written, or a full disk
+        kept = f" The {progress.n} frames written before stay whole." if progress.n else ""
+        print(f"{parser.prog}: error: {e}{kept}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - start
     # Read the split back through the dataset loader: the files are checked as any user's are.
     records = load_dvps_split(args.out, args.split, args.format)
@@ -67,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
             f"Warning: {split_dir} also holds {len(records) - len(images)} frames of an earlier "
             "run; delete the folder and run again for a dataset of this run only."
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -32,6 +32,7 @@ equal arguments give byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..files import write_png_atomic
+from ..files import check_writable, write_png_atomic
 from .datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
 __all__ = ["generate_synthetic_dvps"]
@@ -982,9 +983,18 @@ def _write_frame(
             f"_depth_{spec.focal_name}.png": np.where(points, depth, 0).astype(np.uint16),
         }
     image_path = os.path.join(split_dir, prefix + "_leftImg8bit.png")
-    write_png_atomic(image_path, image[..., ::-1])
-    for suffix, array in labels.items():
-        write_png_atomic(os.path.join(split_dir, prefix + suffix), array)
+    written = []
+    try:  # a frame is written whole or not at all (a full disk stops it half way)
+        write_png_atomic(image_path, image[..., ::-1])
+        written.append(image_path)
+        for suffix, array in labels.items():
+            write_png_atomic(os.path.join(split_dir, prefix + suffix), array)
+            written.append(os.path.join(split_dir, prefix + suffix))
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
     return image_path
 
 
@@ -1020,11 +1030,16 @@ def generate_synthetic_dvps(
 
     Returns:
         The written image paths, ordered by (sequence, frame).
+
+    Raises:
+        ValueError: invalid arguments, before anything is written.
+        OutputError: the split folder cannot be written (checked first), or a write failed
+            (e.g. a full disk); the frame being written is removed, earlier frames stay.
     """
     _check_args(dataset_format, split, num_sequences, num_frames, height, width, seed)
     spec = _make_spec(dataset_format, height, width)
     split_dir = os.path.join(out_dir, "video_sequence", split)
-    os.makedirs(split_dir, exist_ok=True)
+    check_writable(split_dir, "dataset folder")
     images = []
     for seq in range(num_sequences):
         rng = np.random.default_rng([seed, _SPLITS.index(split), seq])

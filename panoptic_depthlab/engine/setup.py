@@ -1,8 +1,9 @@
 """Configuration and process setup for ``tools/train_net.py``.
 
 :func:`load_config` and :func:`check_launch` run in the launching process, before any worker is
-spawned, so a wrong batch size or a missing dataset is reported at once; :func:`setup` runs in
-every worker and adapts the config to the machine (CPU fallbacks, with a log line each).
+spawned, so a wrong process count, batch size, dataset, checkpoint or output folder is reported
+at once; :func:`setup` runs in every worker and adapts the config to the machine (CPU
+fallbacks, with a log line each).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import sys
 
 import torch
 from detectron2.config import CfgNode, get_cfg
@@ -18,8 +21,10 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint import CheckpointError, check_checkpoint_file, check_last_checkpoint
 from ..config import add_panoptic_depthlab_config
 from ..data.datasets import check_dvps_dataset
+from ..files import check_writable
 
 __all__ = ["LaunchError", "check_launch", "fall_back_to_cpu", "load_config", "setup"]
 
@@ -39,10 +44,76 @@ def load_config(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
-def check_launch(cfg: CfgNode, args: argparse.Namespace) -> None:
-    """Raise :class:`LaunchError` if the run cannot start: ``SOLVER.IMS_PER_BATCH`` not divisible
-    by the number of processes (``--num-gpus`` x ``--num-machines``), an unregistered dataset
-    name, or a DVPS dataset whose directory is missing."""
+def _check_processes(args: argparse.Namespace) -> list[str]:
+    """The process counts of the command line; returns warnings (see :func:`check_launch`)."""
+    if args.num_gpus < 1:
+        raise LaunchError(
+            f"--num-gpus {args.num_gpus}: expected 1 or more processes per machine (GPUs, or CPU "
+            "processes on a machine without CUDA)."
+        )
+    if args.num_machines < 1:
+        raise LaunchError(f"--num-machines {args.num_machines}: expected 1 or more machines.")
+    if not 0 <= args.machine_rank < args.num_machines:
+        raise LaunchError(
+            f"--machine-rank {args.machine_rank}: expected 0 to {args.num_machines - 1} "
+            f"(--num-machines {args.num_machines})."
+        )
+    if torch.cuda.is_available():
+        devices = torch.cuda.device_count()
+        if args.num_gpus > devices:
+            raise LaunchError(
+                f"--num-gpus {args.num_gpus}, but this machine has {devices} CUDA device(s); "
+                f"use --num-gpus {devices} or fewer."
+            )
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and args.num_gpus > cores:
+        return [
+            f"--num-gpus {args.num_gpus} starts {args.num_gpus} CPU processes (no CUDA here) on "
+            f"{cores} CPU core(s): they share the cores and will be slow; --num-gpus {cores} or "
+            "fewer is faster."
+        ]
+    return []
+
+
+def _check_checkpoints(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """The checkpoint the run will load: with ``--resume``, the file that
+    ``OUTPUT_DIR/last_checkpoint`` names (if that tag exists, as Detectron2 resumes), else a
+    local ``MODEL.WEIGHTS`` (URLs such as ``detectron2://...`` are left to the checkpointer)."""
+    if args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        check_last_checkpoint(cfg.OUTPUT_DIR)
+        return
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or "://" in weights:
+        return
+    if not os.path.exists(weights.split("?", 1)[0]):
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {weights}: no such file. Give the path of a checkpoint (.pth, or a "
+            "Detectron2 model-zoo .pkl), a detectron2:// URL, or '' for random initialization."
+        )
+    try:
+        check_checkpoint_file(weights)
+    except CheckpointError as e:  # its message starts with the path
+        raise CheckpointError(f"MODEL.WEIGHTS {e}") from e
+
+
+def check_launch(cfg: CfgNode, args: argparse.Namespace) -> list[str]:
+    """Check, in the launching process, that the run can start, before any worker is spawned
+    and before anything is written.
+
+    Raises:
+        LaunchError: ``--num-gpus`` or ``--num-machines`` below 1, ``--machine-rank`` out of
+            range, more ``--num-gpus`` than CUDA devices, ``SOLVER.IMS_PER_BATCH`` not divisible
+            by the number of processes (``--num-gpus`` x ``--num-machines``), an unregistered
+            dataset name, or a DVPS dataset whose directory is missing.
+        CheckpointError: the checkpoint to load (``MODEL.WEIGHTS``, or with ``--resume`` the
+            one ``OUTPUT_DIR/last_checkpoint`` names) is missing, empty or not a checkpoint.
+        OutputError: ``OUTPUT_DIR`` cannot be written (read-only, full, not a folder).
+
+    Returns:
+        Warnings to show: more CPU processes than CPU cores on a machine without CUDA.
+    """
+    warnings = _check_processes(args)
     processes = args.num_gpus * args.num_machines
     if not args.eval_only and cfg.SOLVER.IMS_PER_BATCH % processes:
         raise LaunchError(
@@ -71,6 +142,10 @@ def check_launch(cfg: CfgNode, args: argparse.Namespace) -> None:
                 check_dvps_dataset(name)
             except FileNotFoundError as e:
                 raise LaunchError(str(e)) from e
+    _check_checkpoints(cfg, args)
+    if cfg.OUTPUT_DIR:  # before Detectron2's default_setup writes config.yaml and log.txt
+        check_writable(cfg.OUTPUT_DIR, "OUTPUT_DIR")
+    return warnings
 
 
 def fall_back_to_cpu(cfg: CfgNode) -> None:
@@ -114,12 +189,63 @@ def _adapt_to_machine(cfg: CfgNode, processes_per_machine: int) -> None:
     logger.info(f"Training on CPU: {threads} threads in each of {processes_per_machine} processes.")
 
 
+# Terminal colour and style codes (Detectron2 colours the config it logs, with pygments).
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _PlainTextFormatter(logging.Formatter):
+    """Another formatter's text without terminal colour codes: for log files."""
+
+    def __init__(self, formatter: logging.Formatter):
+        super().__init__()
+        self._formatter = formatter
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ANSI_CODE.sub("", self._formatter.format(record))
+
+
+def _set_up_loggers(output_dir: str) -> None:
+    """Detectron2's loggers for ``detectron2``, ``fvcore`` and ``panoptic_depthlab`` (console
+    and ``output_dir/log.txt``), with plain text in the log files.
+
+    ``default_setup`` logs the config coloured for a terminal, and Detectron2's file handlers
+    write messages as they are. ``setup_logger`` is cached per arguments, so the loggers set up
+    here with the arguments ``default_setup`` uses are the ones it gets.
+    """
+    rank = comm.get_rank()
+    loggers = [
+        setup_logger(output_dir, distributed_rank=rank, name="fvcore"),
+        setup_logger(output_dir, distributed_rank=rank),
+        setup_logger(output_dir, distributed_rank=rank, name="panoptic_depthlab"),
+    ]
+    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    for handler in (h for lg in loggers for h in lg.handlers):
+        stream = getattr(handler, "stream", None)
+        name = getattr(stream, "name", None)
+        if (
+            stream is None
+            or stream in consoles
+            or not isinstance(name, str)
+            or name.startswith("<")
+            or isinstance(handler.formatter, _PlainTextFormatter)
+        ):
+            continue
+        handler.setFormatter(_PlainTextFormatter(handler.formatter or logging.Formatter()))
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
-    """Per-process setup: load the config, adapt it to the machine, set up logging (console and
-    ``OUTPUT_DIR/log.txt``), and run Detectron2's ``default_setup`` (which writes the final
-    config to ``OUTPUT_DIR/config.yaml``). Returns the frozen config."""
+    """Per-process setup: load the config, check that ``OUTPUT_DIR`` can be written (before
+    anything is written there), adapt the config to the machine, set up logging (console and
+    ``OUTPUT_DIR/log.txt``, plain text), and run Detectron2's ``default_setup`` (which writes
+    the final config to ``OUTPUT_DIR/config.yaml``). Returns the frozen config.
+
+    Raises:
+        OutputError: ``OUTPUT_DIR`` cannot be written.
+    """
     cfg = load_config(args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="panoptic_depthlab")
+    if cfg.OUTPUT_DIR:
+        check_writable(cfg.OUTPUT_DIR, "OUTPUT_DIR")
+    _set_up_loggers(cfg.OUTPUT_DIR)
     _adapt_to_machine(cfg, args.num_gpus)
     cfg.freeze()
     default_setup(cfg, args)

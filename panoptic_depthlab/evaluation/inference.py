@@ -16,6 +16,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 from torch.nn.parallel import DistributedDataParallel
 
+from .evaluator import DVPSEvaluator
+
 __all__ = ["inference_on_sequences"]
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ def inference_on_sequences(
         dataset_name: a registered DVPS dataset.
         mapper: turns a dataset record into model input, e.g.
             ``DVPSDatasetMapper(cfg, is_train=False)``.
-        evaluator: e.g. :class:`~panoptic_depthlab.evaluation.DVPSEvaluator`; reset here.
+        evaluator: e.g. :class:`~panoptic_depthlab.evaluation.DVPSEvaluator`; reset here. An
+            interrupted run (an exception, Ctrl-C) discards a DVPSEvaluator's partial folder.
 
     Returns:
         ``evaluator.evaluate()`` (on the main process; what the evaluator returns elsewhere).
@@ -61,19 +64,24 @@ def inference_on_sequences(
     )
     evaluator.reset()
     done, start = 0, time.perf_counter()
-    with inference_context(model), torch.no_grad():
-        for frames in mine:
-            outputs = model.inference_sequence(mapper(r) for r in frames)
-            for record, output in zip(frames, outputs, strict=True):
-                evaluator.process([record], [output])
-                done += 1
-                seconds = time.perf_counter() - start
-                log_every_n_seconds(
-                    logging.INFO,
-                    f"Inference done {done}/{total} frames, {seconds / done:.3f} s/frame, "
-                    f"ETA {seconds / done * (total - done):.0f} s",
-                    n=5,
-                    name=__name__,
-                )
+    try:
+        with inference_context(model), torch.no_grad():
+            for frames in mine:
+                outputs = model.inference_sequence(mapper(r) for r in frames)
+                for record, output in zip(frames, outputs, strict=True):
+                    evaluator.process([record], [output])
+                    done += 1
+                    seconds = time.perf_counter() - start
+                    log_every_n_seconds(
+                        logging.INFO,
+                        f"Inference done {done}/{total} frames, {seconds / done:.3f} s/frame, "
+                        f"ETA {seconds / done * (total - done):.0f} s",
+                        n=5,
+                        name=__name__,
+                    )
+    except BaseException:  # Ctrl-C included: no partial prediction folder stays behind
+        if isinstance(evaluator, DVPSEvaluator):
+            evaluator.discard()
+        raise
     logger.info("Video inference of %d frames took %.1f s.", done, time.perf_counter() - start)
     return evaluator.evaluate()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from detectron2.engine import default_argument_parser
 
-from panoptic_depthlab.engine import setup
+from panoptic_depthlab.checkpoint import CheckpointError
+from panoptic_depthlab.engine import check_launch, load_config, setup
+from panoptic_depthlab.files import OutputError
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "vip_depth.yaml")
 
@@ -37,3 +40,52 @@ def test_cpu_setup_replaces_syncbn_and_amp_and_logs_it(tmp_path, capsys):
     assert "SOLVER.AMP.ENABLED -> False" in out
     # the config as run, written by Detectron2's default_setup
     assert "naiveSyncBN" in (tmp_path / "config.yaml").read_text()
+    # Detectron2 logs the config coloured for a terminal; the log file gets it as plain text.
+    log = (tmp_path / "log.txt").read_text()
+    assert "Running with full config:" in log and "naiveSyncBN" in log
+    assert "\x1b" not in log
+
+
+def _launch_args(*argv: str):
+    return default_argument_parser().parse_args(["--config-file", CONFIG, *argv])
+
+
+def test_check_launch_checks_the_checkpoint_the_run_will_load(tmp_path):
+    output = tmp_path / "output"
+    missing = tmp_path / "missing.pth"
+    common = ("DATASETS.TEST", "()", "OUTPUT_DIR", str(output))
+    args = _launch_args("--eval-only", "MODEL.WEIGHTS", str(missing), *common)
+    with pytest.raises(CheckpointError) as error:
+        check_launch(load_config(args), args)
+    assert str(error.value).startswith(f"MODEL.WEIGHTS {missing}: no such file.")
+    assert not output.exists()  # nothing is written before the checks pass
+    # URLs are the checkpointer's to fetch (and the model zoo's default weights are one).
+    args = _launch_args("--eval-only", "MODEL.WEIGHTS", "detectron2://no/such.pkl", *common)
+    assert check_launch(load_config(args), args) == []
+    assert not output.exists()  # the writability check leaves no folder behind
+    output.mkdir()
+
+    # --resume loads what last_checkpoint names, not MODEL.WEIGHTS
+    torch.save({"model": {}, "iteration": 9}, output / "model_0000009.pth")
+    (output / "last_checkpoint").write_text("model_0000009.pth")
+    args = _launch_args("--eval-only", "--resume", "MODEL.WEIGHTS", str(missing), *common)
+    assert check_launch(load_config(args), args) == []
+    (output / "model_0000009.pth").unlink()
+    with pytest.raises(CheckpointError) as error:
+        check_launch(load_config(args), args)
+    assert str(error.value).startswith(
+        f"{output / 'last_checkpoint'} names 'model_0000009.pth', but "
+        f"{output / 'model_0000009.pth'} does not exist (deleted or moved?)."
+    )
+
+
+def test_check_launch_refuses_an_output_dir_that_is_a_file(tmp_path):
+    (tmp_path / "output").write_text("")
+    args = _launch_args(
+        "--eval-only", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "output")
+    )
+    with pytest.raises(OutputError) as error:
+        check_launch(load_config(args), args)
+    assert str(error.value) == (
+        f"OUTPUT_DIR {tmp_path / 'output'}: cannot write there (File exists)."
+    )

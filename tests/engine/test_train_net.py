@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,9 +100,9 @@ def test_two_process_cpu_training_writes_checkpoints_and_metrics(two_process_run
     assert "MODEL.DEVICE cuda -> cpu" in log
     assert "SyncBN -> naiveSyncBN for MODEL.RESNETS.NORM" in log
     assert (output_dir / "last_checkpoint").read_text() == "model_final.pth"
+    # the last iteration (3) is saved once, as model_final.pth (issue #14: no duplicate)
     assert {p.name for p in output_dir.glob("model_*.pth")} == {
         "model_0000001.pth",
-        "model_0000003.pth",
         "model_final.pth",
     }
     assert not list(output_dir.glob(".*.tmp"))
@@ -138,6 +139,8 @@ def test_two_process_evaluation_writes_dvpq_json_and_predictions(two_process_run
     assert results["depth"]["frames"] == frames
     assert len(list((inference / "panoptic").glob("*.png"))) == frames
     assert len(list((inference / "depth").glob("*.png"))) == frames
+    # the processes wrote into one partial folder, which the main process put in place
+    assert os.listdir(output_dir / "inference") == [f"{DATASET}_val"]
 
 
 def test_two_process_run_writes_tensorboard_curves_and_pictures(two_process_run):
@@ -298,6 +301,23 @@ def test_eval_only_writes_dvpq_json(two_process_run, datasets_root, tmp_path):
         (trained / "inference" / f"{DATASET}_val" / "dvps_results.json").read_text()
     )
     assert results["dvpq"] == trained_results["dvpq"]
+
+
+def test_resume_of_a_finished_run_says_that_it_only_evaluates(
+    two_process_run, datasets_root, tmp_path
+):
+    trained, _ = two_process_run
+    for name in ("model_final.pth", "last_checkpoint"):
+        shutil.copy(trained / name, tmp_path / name)
+    opts = ("SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "4", "VIS_PERIOD", "0")
+    log = run(train_net_command(tmp_path, "--resume", "--num-gpus", "1", opts=opts), datasets_root)
+    assert (
+        f"Training already finished at iteration 3 ({tmp_path / 'model_final.pth'}, "
+        "SOLVER.MAX_ITER = 4): evaluating that checkpoint, no training. Raise SOLVER.MAX_ITER "
+        "to train longer." in log
+    )
+    assert (tmp_path / "inference" / f"{DATASET}_val" / "dvps_results.json").is_file()
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_final.pth"]
 
 
 def test_batch_not_divisible_by_processes_is_refused_before_spawning(capsys):

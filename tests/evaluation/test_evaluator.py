@@ -19,6 +19,7 @@ from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from panoptic_depthlab.engine import launch
 from panoptic_depthlab.evaluation.evaluate_files import evaluate_prediction_files
 from panoptic_depthlab.evaluation.evaluator import DVPSEvaluator
+from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 
 SHAPES = {"cityscapes_dvps": (2, 6, 64, 128), "semkitti_dvps": (1, 20, 64, 160)}
 
@@ -36,9 +37,9 @@ def datasets(tmp_path_factory) -> dict[str, str]:
 
 
 def oracle_outputs(records: list[dict], meta) -> list[dict]:
-    """Model-style outputs that equal the frames' ground truth: void pixels get id -1 and the
-    instances of each class are numbered 1, 2, ... per sequence (as a model numbers them; the
-    Cityscapes-DVPS prediction format holds ids up to 255)."""
+    """Tracked model outputs that equal the frames' ground truth: ids ``class *
+    TRACK_LABEL_DIVISOR + n`` (as video inference gives them), void pixels -1, and the instances
+    of each class numbered 1, 2, ... per sequence (as the tracker numbers them)."""
     panoptics = [read_panoptic(r, meta.as_dict()).astype(np.int64) for r in records]
     outputs = []
     for record, panoptic in zip(records, panoptics, strict=True):
@@ -51,8 +52,8 @@ def oracle_outputs(records: list[dict], meta) -> list[dict]:
         things = ids[ids % meta.label_divisor > 0]
         classes = things // meta.label_divisor
         first = np.searchsorted(classes, classes)  # index of each class's first id
-        numbered = classes * meta.label_divisor + 1 + np.arange(len(things)) - first
-        renumbered = panoptic.copy()
+        numbered = classes * TRACK_LABEL_DIVISOR + 1 + np.arange(len(things)) - first
+        renumbered = panoptic // meta.label_divisor * TRACK_LABEL_DIVISOR  # stuff
         is_thing = np.isin(panoptic, things)
         renumbered[is_thing] = numbered[np.searchsorted(things, panoptic[is_thing])]
         renumbered[panoptic // meta.label_divisor == meta.ignore_label] = -1
@@ -69,8 +70,8 @@ def with_swapped_ids(outputs: list[dict], meta) -> list[dict]:
     panoptic = outputs[2]["panoptic_seg"][0]
     shifted = panoptic.clone()
     for cls in meta.thing_ids:
-        ids = [int(i) for i in torch.unique(panoptic) if i // meta.label_divisor == cls]
-        ids = [i for i in ids if i % meta.label_divisor]
+        ids = [int(i) for i in torch.unique(panoptic) if i // TRACK_LABEL_DIVISOR == cls]
+        ids = [i for i in ids if i % TRACK_LABEL_DIVISOR]
         for a, b in zip(ids, ids[1:] + ids[:1], strict=True):
             shifted[panoptic == a] = b
     assert (shifted != panoptic).any()
@@ -165,3 +166,65 @@ def test_results_are_gathered_across_processes(datasets, tmp_path):
     launch(_evaluate_half_of_the_frames, 2, dist_url=f"tcp://127.0.0.1:{port}", args=args)
     with open(out_file) as f:
         assert json.load(f) == pytest.approx(single)
+
+
+def _files(folder) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its inode and modification time (a rewrite changes
+    them, even with the same bytes)."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_output_folder_is_replaced_only_by_a_complete_run(datasets, tmp_path):
+    name = datasets["cityscapes_dvps"]
+    meta = MetadataCatalog.get(name)
+    records = DatasetCatalog.get(name)
+    outputs = oracle_outputs(records, meta)
+    inference = tmp_path / "inference"
+    out = inference / name
+    run(DVPSEvaluator(name, output_dir=str(out)), records, outputs)
+    before = _files(out)
+    assert len(before) == 2 * len(records) + 1  # panoptic and depth PNGs, dvps_results.json
+    assert os.listdir(inference) == [name]
+
+    # A run that stops half way (a killed process): its files are in its partial folder only.
+    stopped = DVPSEvaluator(name, output_dir=str(out))
+    for record, output in zip(records[:5], outputs[:5], strict=True):
+        stopped.process([record], [output])
+    (partial,) = inference.glob(f"{name}.partial-{os.getpid()}-*")
+    assert len(list(partial.rglob("*.png"))) == 2 * 5
+    assert _files(out) == before
+
+    # The next run removes that folder, and replaces the results as a whole.
+    run(DVPSEvaluator(name, output_dir=str(out)), records, outputs)
+    assert os.listdir(inference) == [name]
+    after = _files(out)
+    assert sorted(after) == sorted(before)
+    assert all(after[file] != before[file] for file in after)
+
+
+def test_a_swap_cut_between_its_renames_is_undone_by_the_next_run(datasets, tmp_path):
+    name = datasets["cityscapes_dvps"]
+    meta = MetadataCatalog.get(name)
+    records = DatasetCatalog.get(name)
+    out = tmp_path / name
+    run(DVPSEvaluator(name, output_dir=str(out)), records, oracle_outputs(records, meta))
+    before = _files(out)
+    # Where a process killed after the swap's first rename leaves the previous results (its
+    # pid, above any pid_max, is not running).
+    aside = tmp_path / f"{name}.old-999999999-0123abcd"
+    os.rename(out, aside)
+    DVPSEvaluator(name, output_dir=str(out))
+    assert _files(out) == before
+    assert os.listdir(tmp_path) == [name]
+
+
+def test_a_failed_evaluation_leaves_no_partial_folder(datasets, tmp_path):
+    name = datasets["cityscapes_dvps"]
+    evaluator = DVPSEvaluator(name, output_dir=str(tmp_path / name))
+    with pytest.raises(ValueError, match=f"DVPSEvaluator on {name}: no frames were processed."):
+        evaluator.evaluate()
+    assert os.listdir(tmp_path) == []
