@@ -39,6 +39,7 @@ from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from panoptic_depthlab.data.target_generator import DVPSTargetGenerator
 from panoptic_depthlab.modeling.post_processing import panoptic_depth_inference
 from panoptic_depthlab.modeling.stitching import InstanceTracker
+from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,7 +106,7 @@ def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, int
         predictions[-1] += (next_offset,)
     post, stitch, instances = [], [], []
     for _ in range(rounds):
-        tracker = InstanceTracker(div)
+        tracker = InstanceTracker(TRACK_LABEL_DIVISOR)  # as inference_sequence builds it
         for t, (sem, center, offset, depth, next_offset) in enumerate(predictions):
             start = time.perf_counter()
             panoptic, segments = panoptic_depth_inference(sem, center, offset, depth, **params)

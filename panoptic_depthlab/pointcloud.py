@@ -12,8 +12,9 @@ PLY layout (:func:`write_ply`): ``binary_little_endian 1.0``, one ``vertex`` ele
 properties ``float x, y, z`` (meters), ``uchar red, green, blue``, ``ushort class`` (class id;
 void is ``num_classes``, as :func:`~panoptic_depthlab.panoptic_ids.split_panoptic` gives it) and
 ``uint instance`` (instance id, 0 for stuff and void); 19 bytes per point, no
-padding. ``uint`` holds any instance id below a label divisor up to 2**32 (SemKITTI-DVPS's is
-65536, so ``ushort`` would not always do).
+padding. ``uint`` holds any instance id below a label divisor up to 2**32: every track number of
+tracked outputs (``TRACK_LABEL_DIVISOR`` = 2**32, see :mod:`panoptic_depthlab.panoptic_ids`) and
+SemKITTI-DVPS's instance ids (label divisor 65536, so ``ushort`` would not always do).
 """
 
 from __future__ import annotations

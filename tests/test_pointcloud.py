@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from panoptic_depthlab.panoptic_ids import split_panoptic
+from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR, split_panoptic
 from panoptic_depthlab.pointcloud import depth_to_points, frame_point_cloud, write_ply
 
 # PLY property types -> numpy little-endian types, for the reader below.
@@ -148,14 +148,16 @@ def test_write_ply_rejects_bad_inputs(tmp_path, change, message):
 
 def test_frame_point_cloud_labels_and_colors(tmp_path):
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    panoptic = np.array([[0, 11001, -1], [26000, 11002, 26000]])  # label_divisor 1000
-    classes, instances = split_panoptic(panoptic, 1000, 19)
+    # Tracked ids, as the demo passes them: class * 2**32 + track number, up to 2**32 - 1.
+    t = TRACK_LABEL_DIVISOR
+    panoptic = np.array([[0, 11 * t + 1, -1], [26 * t, 11 * t + t - 1, 26 * t]])
+    classes, instances = split_panoptic(panoptic, t, 19)
     depth = np.array([[1.0, 2.0, 3.0], [0.0, 4.0, np.nan]], dtype=np.float32)
     path = tmp_path / "frame.ply"
     assert frame_point_cloud(str(path), image, classes, instances, depth, 2.0) == 4
     _, vertices = read_ply(str(path))
     np.testing.assert_array_equal(vertices["class"], [0, 11, 19, 11])  # void: num_classes
-    np.testing.assert_array_equal(vertices["instance"], [0, 1, 0, 2])
+    np.testing.assert_array_equal(vertices["instance"], [0, 1, 0, 2**32 - 1])
     np.testing.assert_array_equal(vertices["red"], image[..., 0].ravel()[[0, 1, 2, 4]])
     np.testing.assert_array_equal(vertices["blue"], image[..., 2].ravel()[[0, 1, 2, 4]])
     # cx = 1, cy = 0.5, f = 2: pixel (1, 1), z = 4 -> (0, 1, 4).

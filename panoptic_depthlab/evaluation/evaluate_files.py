@@ -15,6 +15,9 @@ missing file is reported by name instead of shifting every later pair:
 * panoptic, ``"class_instance"`` layout (SemKITTI-DVPS): ``<frame id>...cat.png`` and
   ``<frame id>...ins.png`` in ``pred_dir``, e.g. ``000008_000004_cat.png`` or
   ``000008_000004_leftImg8bit_cat.png``;
+* either layout, the official 8/16-bit files or the wide 16-bit RGB ones that hold larger
+  instance ids (:mod:`~panoptic_depthlab.evaluation.formats`), frame by frame; DVPQ scores
+  instance ids up to 65535, a wide file with larger ones is an error naming it;
 * panoptic, COCO panoptic (``pred_format="coco_panoptic"``): the PNGs the JSON names, in
   ``pred_dir`` (see :mod:`~panoptic_depthlab.evaluation.coco_panoptic`);
 * depth: any ``<frame id>...png`` in ``depth_dir`` (other than panoptic files, when both
@@ -55,11 +58,18 @@ from .formats import (
     resize_depth_align_corners,
 )
 
-__all__ = ["CHUNK_FRAMES", "DVPSInputError", "PRED_FORMATS", "evaluate_prediction_files"]
+__all__ = [
+    "CHUNK_FRAMES",
+    "DVPSInputError",
+    "MAX_EVALUATED_INSTANCE",
+    "PRED_FORMATS",
+    "evaluate_prediction_files",
+]
 
 logger = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 8  # consecutive frames read by one task; fixed, so results ignore the worker count
+MAX_EVALUATED_INSTANCE = 65535  # DVPQ's segment ids are class << 16 | instance (dvpq.py)
 PRED_FORMATS = ("official", "coco_panoptic")
 _LIST_MISSING = 10  # missing files named in the error
 _LIST_EXTRA = 5  # extra files named in the warning
@@ -243,6 +253,8 @@ def _read_frame(files: _FrameFiles, metadata: Mapping[str, Any]) -> DVPSFrame:
         )
     else:
         pred_class, pred_instance = read_panoptic_prediction(files.panoptic, metadata)
+        if pred_instance.dtype == np.int64:  # a wide file (formats): its ids may exceed DVPQ's
+            _check_wide_instances(files.panoptic[-1], pred_instance)
     _check_size(files.panoptic[0], pred_class, gt_class, image)
     pred_depth = read_depth_prediction(files.depth)
     if pred_depth.shape != gt_class.shape and metadata["resize_depth_prediction"]:
@@ -251,6 +263,19 @@ def _read_frame(files: _FrameFiles, metadata: Mapping[str, Any]) -> DVPSFrame:
     return DVPSFrame(
         pred_class, pred_instance, pred_depth, gt_class, gt_instance, gt_depth, files.panoptic[0]
     )
+
+
+def _check_wide_instances(path: str, instances: np.ndarray) -> None:
+    """Reject instance ids of a wide prediction file that DVPQ cannot score (above 65535)."""
+    top = int(instances.max()) if instances.size else 0
+    if top > MAX_EVALUATED_INSTANCE:
+        count = int((instances > MAX_EVALUATED_INSTANCE).sum())
+        raise DVPSInputError(
+            f"{path}: instance id {top} ({count} pixels above {MAX_EVALUATED_INSTANCE}); the "
+            f"DVPQ evaluation scores instance ids 0..{MAX_EVALUATED_INSTANCE} (segment ids "
+            "class << 16 | instance). Renumber the tracks of each sequence (e.g. in order of "
+            "appearance) before evaluating."
+        )
 
 
 def _check_size(path: str, prediction: np.ndarray, gt_class: np.ndarray, image: str) -> None:

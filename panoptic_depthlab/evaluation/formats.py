@@ -7,9 +7,26 @@ Prediction files, per frame, in the layout the dataset's metadata declares
 * ``"rgb"`` (Cityscapes-DVPS): one 8-bit RGB PNG, red = class (train id), green = instance id
   (0..255), blue = 0.
 * ``"class_instance"`` (SemKITTI-DVPS): a ``*cat.png`` (8-bit class) and a ``*ins.png`` (16-bit
-  instance id).
+  instance id, 0..65535).
 * Depth, both: a 16-bit PNG holding ``round(meters * 256)`` clipped to 0..65535
   (:func:`quantize_depth` gives the meters it stores), in its own directory.
+
+Wide instance ids. Tracked instance ids only grow along a video (track numbers are never
+reused, see :mod:`panoptic_depthlab.panoptic_ids`), so a long video outgrows the official
+formats. :func:`write_prediction` chooses per frame: the official file wherever the frame's
+instance ids fit (always, for the official 6-frame Cityscapes-DVPS sequences), otherwise the
+same file name in a wide form that holds instance ids 0..2**32 - 1, told apart by its PNG header:
+
+* ``"rgb"``, wide: a **16-bit** RGB PNG, red = class, green = instance ``& 0xFFFF``, blue =
+  instance ``>> 16`` (instance = green + 65536 * blue);
+* ``"class_instance"``, wide: the ``*cat.png`` as usual and a **16-bit RGB** ``*ins.png``, red
+  = 0, green = instance ``& 0xFFFF``, blue = instance ``>> 16``.
+
+Each frame file describes itself, so one directory may mix both forms; :func:`read_prediction`,
+:func:`read_panoptic_prediction` and ``tools/eval_dvpq.py`` read both. The official scripts do
+not know the wide form (Pillow reads a 16-bit RGB PNG as 8-bit): use ours for such frames. The
+DVPQ evaluation scores instance ids up to 65535 (its segment ids are ``class << 16 |
+instance``); a frame with larger ones is reported by name.
 
 :func:`write_prediction` names them after the input image ``<image>`` (e.g.
 ``000000_000000_munster_000105_000004_leftImg8bit.png``; ``<image_id>`` is that name without
@@ -21,8 +38,9 @@ Classes: predicted class ids are train ids ``0..num_classes - 1``; anything a mo
 (255, or any id >= ``num_classes``) is written as ``num_classes`` (19), which the official
 scripts accept (they fail on 255 and on the label files' void id 32).
 
-Arrays: class and instance maps are ``int32`` (H, W); depth maps are ``float64`` (H, W) in meters,
-0 where there is none.
+Arrays: class maps are ``int32`` (H, W), instance maps ``int32`` (H, W) when read from the official
+files and ``int64`` from the wide ones; depth maps are ``float64`` (H, W) in meters, 0 where there
+is none.
 """
 
 from __future__ import annotations
@@ -54,6 +72,7 @@ __all__ = [
 IMAGE_SUFFIX = "_leftImg8bit.png"
 _DEPTH_SCALE = 256.0  # depth PNG value per meter, both formats
 _UINT16_MAX = np.iinfo(np.uint16).max
+_WIDE_MAX = 2**32 - 1  # largest instance id of the wide files: green + 65536 * blue, 16 bits each
 RGB = "rgb"  # metadata["prediction_files"] of one RGB PNG per frame; else "class_instance"
 _FRAME_ID = re.compile(r"^(\d+_\d+)(?!\d)")
 
@@ -135,7 +154,8 @@ def write_prediction(
     pred_instance: np.ndarray,
     depth_m: np.ndarray | None,
 ) -> list[str]:
-    """Write one frame's prediction in the official format (see the module docstring).
+    """Write one frame's prediction: the official format where its instance ids fit, else the
+    wide one (see the module docstring).
 
     Args:
         pred_dir: directory of panoptic predictions (created if missing).
@@ -145,15 +165,16 @@ def write_prediction(
             ``num_classes``).
         pred_class: (H, W) integer train ids; 255 or any id >= num_classes is void, written as
             num_classes (19).
-        pred_instance: (H, W) integer instance ids, 0..``max_prediction_instance`` (255 for
-            Cityscapes-DVPS, 65535 for SemKITTI-DVPS); 0 for stuff.
+        pred_instance: (H, W) integer instance ids, 0..2**32 - 1; 0 for stuff. Ids up to
+            ``max_prediction_instance`` (255 for Cityscapes-DVPS, 65535 for SemKITTI-DVPS) give
+            the official files, larger ones the wide files.
         depth_m: (H, W) depth in meters, or None (only with ``depth_dir`` None).
 
     Returns:
         The written paths. Each file is written to a temporary name and renamed.
 
     Raises:
-        ValueError: sizes differ, negative ids, instance ids the format cannot hold, NaN depth.
+        ValueError: sizes differ, negative ids, instance ids above 2**32 - 1, NaN depth.
     """
     _check_pair_dirs(pred_dir, depth_dir, metadata)
     num_classes = metadata["num_classes"]
@@ -175,15 +196,15 @@ def write_prediction(
             raise ValueError(f"{name}: {key} has dtype {array.dtype}; expected integers.")
     if classes.size and int(classes.min()) < 0:
         raise ValueError(f"{name}: pred_class holds {int(classes.min())}; expected ids >= 0.")
-    limit = metadata["max_prediction_instance"]
-    if instances.size and (int(instances.min()) < 0 or int(instances.max()) > limit):
-        bad = int(instances.min()) if int(instances.min()) < 0 else int(instances.max())
+    low, high = (int(instances.min()), int(instances.max())) if instances.size else (0, 0)
+    if low < 0 or high > _WIDE_MAX:
         raise ValueError(
-            f"{name}: pred_instance holds {bad}; the {metadata['dataset_format']} prediction "
-            "format stores "
-            f"instance ids 0..{limit}. Renumber the instances of each sequence consistently "
-            "(e.g. in order of appearance) before writing."
+            f"{name}: pred_instance holds {low if low < 0 else high}; the "
+            f"{metadata['dataset_format']} prediction files store instance ids 0..{_WIDE_MAX} "
+            "(2**32 - 1). Renumber the instances of each sequence consistently (e.g. in order "
+            "of appearance) before writing."
         )
+    wide = high > metadata["max_prediction_instance"]
     classes = np.where(classes >= num_classes, num_classes, classes)
     depth_path = None if depth_dir is None else os.path.join(depth_dir, depth_file_name(name))
     depth_png = None if depth_path is None else _depth_to_png(arrays["depth_m"], depth_path)
@@ -191,7 +212,10 @@ def write_prediction(
     os.makedirs(pred_dir, exist_ok=True)
     if metadata["prediction_files"] == RGB:
         (pan_name,) = prediction_file_names(image_file, metadata)
-        bgr = np.stack([np.zeros_like(classes), instances, classes], axis=-1).astype(np.uint8)
+        if wide:
+            bgr = _wide_instance_png(instances, classes)
+        else:
+            bgr = np.stack([np.zeros_like(classes), instances, classes], axis=-1).astype(np.uint8)
         written.append(os.path.join(pred_dir, pan_name))
         write_png_atomic(written[-1], bgr)
     else:
@@ -199,12 +223,28 @@ def write_prediction(
         written.append(os.path.join(pred_dir, cat_name))
         write_png_atomic(written[-1], classes.astype(np.uint8))
         written.append(os.path.join(pred_dir, ins_name))
-        write_png_atomic(written[-1], instances.astype(np.uint16))
+        ins = _wide_instance_png(instances, None) if wide else instances.astype(np.uint16)
+        write_png_atomic(written[-1], ins)
     if depth_path is not None:
         os.makedirs(depth_dir, exist_ok=True)
         write_png_atomic(depth_path, depth_png)
         written.append(depth_path)
     return written
+
+
+def _wide_instance_png(instances: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
+    """(H, W, 3) uint16 BGR of a wide file: blue = instance >> 16, green = instance & 0xFFFF,
+    red = class (``"rgb"``) or 0 (``classes`` None: ``*ins.png``)."""
+    ids = instances.astype(np.int64)
+    red = np.zeros_like(ids) if classes is None else classes
+    return np.stack([ids >> 16, ids & 0xFFFF, red], axis=-1).astype(np.uint16)
+
+
+def _wide_instances(bgr: np.ndarray) -> np.ndarray:
+    """(H, W) int64 instance ids of a wide file's (H, W, 3) uint16 BGR: green + 65536 * blue."""
+    instances = bgr[..., 0].astype(np.int64) << 16
+    instances |= bgr[..., 1]
+    return instances
 
 
 def _read_single_channel(path: str, what: str, dtypes: tuple[type, ...]) -> np.ndarray:
@@ -237,33 +277,39 @@ def read_panoptic_prediction(
 
     Returns:
         ``(pred_class, pred_instance)``: int32 (H, W) class ids in 0..num_classes
-        (num_classes = void) and int32 (H, W) instance ids.
+        (num_classes = void) and (H, W) instance ids: int32 from the official files, int64 from
+        the wide ones (module docstring).
 
     Raises:
         FileNotFoundError: a file is missing.
         ValueError: unreadable file, wrong channels or bit depth, sizes that differ (class and
-            instance files), class ids above num_classes. Messages name the file.
+            instance files), class ids above num_classes, a wide ``*ins.png`` with a red
+            channel other than 0. Messages name the file.
     """
     num_classes = metadata["num_classes"]
     class_path = paths[0]
     if metadata["prediction_files"] == RGB:
-        what = "an 8-bit RGB panoptic prediction (red = class, green = instance)"
+        what = (
+            "an 8-bit RGB panoptic prediction (red = class, green = instance) or a 16-bit "
+            "one (red = class, green + 65536 * blue = instance)"
+        )
         bgr = read_png(class_path, what)
-        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype not in (np.uint8, np.uint16):
             channels = 1 if bgr.ndim == 2 else bgr.shape[2]
             raise ValueError(
                 f"{class_path}: a {bgr.dtype} PNG with {channels} channel(s); expected {what}."
             )
-        classes, instances = bgr[..., 2].astype(np.int32), bgr[..., 1].astype(np.int32)
+        classes = bgr[..., 2].astype(np.int32)
+        if bgr.dtype == np.uint8:  # the official file
+            instances = bgr[..., 1].astype(np.int32)
+        else:
+            instances = _wide_instances(bgr)
     else:
         classes = _read_single_channel(
             class_path, "an 8-bit class prediction", (np.uint8, np.uint16)
         ).astype(np.int32)
-        instance_path = paths[1]
-        instances = _read_single_channel(
-            instance_path, "a 16-bit instance prediction", (np.uint16, np.uint8)
-        ).astype(np.int32)
-        _check_same_size(instance_path, instances, class_path, classes.shape)
+        instances = _read_instance_file(paths[1])
+        _check_same_size(paths[1], instances, class_path, classes.shape)
     high = int(classes.max()) if classes.size else 0
     if high > num_classes:
         count = int((classes > num_classes).sum())
@@ -272,6 +318,30 @@ def read_panoptic_prediction(
             f"expected train ids 0..{num_classes - 1} or {num_classes} for void."
         )
     return classes, instances
+
+
+def _read_instance_file(path: str) -> np.ndarray:
+    """A ``*ins.png``: int32 (H, W) ids of the official single-channel 16-bit (or 8-bit) file,
+    int64 (H, W) ids of the wide 16-bit RGB one (red 0, green + 65536 * blue)."""
+    what = (
+        "a 16-bit instance prediction (single channel, or RGB with red = 0 and instance = "
+        "green + 65536 * blue)"
+    )
+    array = read_png(path, what)
+    if array.ndim == 2 and array.dtype in (np.uint16, np.uint8):  # the official file
+        return array.astype(np.int32)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint16:
+        channels = 1 if array.ndim == 2 else array.shape[2]
+        raise ValueError(
+            f"{path}: a {array.dtype} PNG with {channels} channel(s); expected {what}."
+        )
+    red = array[..., 2]
+    if red.any():
+        raise ValueError(
+            f"{path}: a 16-bit RGB instance prediction whose red channel holds "
+            f"{int(red.max())}; expected red = 0 (instance = green + 65536 * blue)."
+        )
+    return _wide_instances(array)
 
 
 def read_depth_prediction(path: str) -> np.ndarray:
@@ -332,7 +402,8 @@ def read_prediction(
 
     Returns:
         ``(pred_class, pred_instance, depth_m)``: int32 (H, W) class ids in 0..num_classes
-        (num_classes = void), int32 (H, W) instance ids, float64 (H, W) meters or None.
+        (num_classes = void), (H, W) instance ids (int32 from the official files, int64 from
+        the wide ones), float64 (H, W) meters or None.
 
     Raises:
         FileNotFoundError: a file is missing.

@@ -14,6 +14,7 @@ from detectron2.projects.panoptic_deeplab import PanopticDeepLab
 from detectron2.structures import ImageList
 from torch.nn import functional as F
 
+from ..panoptic_ids import TRACK_LABEL_DIVISOR
 from .depth_head import build_depth_head
 from .losses import (
     UncertaintyWeighting,
@@ -50,7 +51,10 @@ class PanopticDepthLab(PanopticDeepLab):
 
     Inference input: dicts with ``image`` (and optionally ``height``, ``width``). Returns per
     image ``sem_seg`` (C, H, W) logits, ``depth`` (H, W) meters, and ``panoptic_seg`` as
-    ``(ids (H, W) int64, segments_info)``; every segment has ``id``, ``category_id``,
+    ``(ids (H, W) int64, segments_info)`` with ids ``class * label_divisor + instance`` (the
+    dataset's ``label_divisor``, as Detectron2's Panoptic-DeepLab; -1 void; tracked outputs of
+    :meth:`inference_sequence` use ``TRACK_LABEL_DIVISOR`` instead, see
+    :mod:`panoptic_depthlab.panoptic_ids`); every segment has ``id``, ``category_id``,
     ``isthing``, ``area``, ``depth_mean``, ``depth_median`` and ``depth_valid_pixels``.
     Detectron2's per-instance ``instances`` output is not produced.
 
@@ -173,14 +177,18 @@ class PanopticDepthLab(PanopticDeepLab):
 
         Yields:
             Per frame the outputs of :meth:`forward`, with ``panoptic_seg`` ids that keep
-            one object's id for as long as it is tracked and never reuse an id.
+            one object's id for as long as it is tracked and never reuse an id: (H, W) int64
+            ``class * TRACK_LABEL_DIVISOR + track number`` (2**32; stuff: track number 0,
+            void -1), not the dataset's ``label_divisor`` of single-frame outputs. Split them
+            with ``split_panoptic(panoptic, TRACK_LABEL_DIVISOR, num_classes)``
+            (:mod:`panoptic_depthlab.panoptic_ids`).
         """
         if self.next_frame_head is None:
             raise ValueError(
                 "inference_sequence needs the next-frame branch: this model was built with "
                 "MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED False."
             )
-        tracker = InstanceTracker(self.meta.label_divisor, void_label=-1)
+        tracker = InstanceTracker(TRACK_LABEL_DIVISOR, void_label=-1)
         previous = None
         for index, inputs in enumerate(frames):
             images = self._images([inputs], "image")

@@ -44,11 +44,14 @@ def _load_cli_main() -> Callable[[list[str]], int]:
     return runpy.run_path(str(CLI), run_name="eval_dvpq")["main"]
 
 
-def write_ground_truth_predictions(gt_dir: Path, fmt: str, pred_dir: Path, depth_dir: Path) -> None:
+def write_ground_truth_predictions(
+    gt_dir: Path, fmt: str, pred_dir: Path, depth_dir: Path, offset=lambda sequence: 0
+) -> None:
     """Write each frame's ground truth as its prediction (depth = ground-truth depth).
 
-    Instance ids are renumbered 1..n per sequence (the Cityscapes-DVPS format holds 0..255);
-    a bijection, so every metric is unchanged. Void becomes class 19.
+    Instance ids are renumbered ``offset(sequence) + 1, 2, ...`` per sequence (by default
+    1..n: the official Cityscapes-DVPS format holds 0..255); a bijection, so every metric is
+    unchanged. Void becomes class 19.
     """
     meta = dvps_metadata(fmt)
     records = load_dvps_split(str(gt_dir.parents[1]), gt_dir.name, fmt)
@@ -56,7 +59,7 @@ def write_ground_truth_predictions(gt_dir: Path, fmt: str, pred_dir: Path, depth
         frames = [(r, read_ground_truth(r, meta)) for r in records if r["sequence_id"] == seq]
         ids = np.unique(np.concatenate([gt[1].ravel() for _, gt in frames]))
         lut = np.zeros(int(ids.max()) + 1, np.int64)
-        lut[ids[ids > 0]] = np.arange(1, int((ids > 0).sum()) + 1)
+        lut[ids[ids > 0]] = offset(seq) + np.arange(1, int((ids > 0).sum()) + 1)
         for record, (gt_class, gt_instance, gt_depth) in frames:
             write_prediction(
                 str(pred_dir),

@@ -109,6 +109,63 @@ def test_write_read_round_trip(tmp_path, fmt):
     assert read_prediction(str(tmp_path / "p2"), None, IMAGES[fmt], META[fmt])[2] is None
 
 
+@pytest.mark.parametrize(("fmt", "official_top"), [(CITYSCAPES, 255), (SEMKITTI, 65535)])
+def test_wide_files_hold_instance_ids_beyond_the_official_format(tmp_path, fmt, official_top):
+    """Per frame: the official file up to the format's largest id, the wide one above, each
+    read back exactly, 2**32 - 1 included."""
+    classes, _, depth = _random_prediction(fmt)
+    expected_class = np.where(classes >= 19, 19, classes)
+    names = prediction_file_names(IMAGES[fmt], META[fmt])
+    rng = np.random.default_rng(1)
+    for top, wide in ((official_top, False), (official_top + 1, True), (2**32 - 1, True)):
+        instances = rng.integers(0, top + 1, (H, W))
+        instances[0, 0] = top
+        pred_dir = tmp_path / str(top)
+        write_prediction(
+            str(pred_dir),
+            str(tmp_path / f"d{top}"),
+            IMAGES[fmt],
+            META[fmt],
+            classes,
+            instances,
+            depth,
+        )
+        got_class, got_instance, _ = read_prediction(
+            str(pred_dir), str(tmp_path / f"d{top}"), IMAGES[fmt], META[fmt]
+        )
+        assert np.array_equal(got_class, expected_class)
+        assert got_instance.dtype == (np.int64 if wide else np.int32)
+        assert np.array_equal(got_instance, instances)
+        # The files as stored: 16-bit RGB, green = low 16 bits, blue = high 16 bits.
+        stored = cv2.imread(str(pred_dir / names[-1]), cv2.IMREAD_UNCHANGED)
+        if not wide:
+            assert stored.dtype == (np.uint8 if fmt == CITYSCAPES else np.uint16)
+            continue
+        assert stored.dtype == np.uint16 and stored.shape == (H, W, 3)
+        assert np.array_equal(stored[..., 1], instances & 0xFFFF)
+        assert np.array_equal(stored[..., 0], instances >> 16)
+        red = expected_class if fmt == CITYSCAPES else np.zeros_like(classes)
+        assert np.array_equal(stored[..., 2], red)
+        if fmt == SEMKITTI:
+            cat = cv2.imread(str(pred_dir / names[0]), cv2.IMREAD_UNCHANGED)
+            assert cat.dtype == np.uint8 and np.array_equal(cat, expected_class)
+
+
+def test_a_wide_instance_file_with_a_red_channel_is_rejected(tmp_path):
+    classes, instances, depth = _random_prediction(SEMKITTI)
+    instances[0, 0] = 70000
+    write_prediction(str(tmp_path), None, KITTI_IMAGE, META[SEMKITTI], classes, instances, None)
+    ins = tmp_path / "000008_000123_ins.png"
+    stored = cv2.imread(str(ins), cv2.IMREAD_UNCHANGED)
+    stored[3, 4, 2] = 7
+    cv2.imwrite(str(ins), stored)
+    with pytest.raises(ValueError, match=rf"^{ins}: a 16-bit RGB instance prediction whose red "):
+        read_prediction(str(tmp_path), None, KITTI_IMAGE, META[SEMKITTI])
+    cv2.imwrite(str(ins), stored[..., :2].copy().view(np.uint8))  # 8-bit, 4 channels
+    with pytest.raises(ValueError, match=r"channel\(s\); expected a 16-bit instance prediction"):
+        read_prediction(str(tmp_path), None, KITTI_IMAGE, META[SEMKITTI])
+
+
 def test_quantize_depth():
     depth = np.array([[1.0, 3.14159, 0.0, 1000.0], [-2.0, 0.5 / 256, 1.5 / 256, 87.99]])
     q = quantize_depth(depth.astype(np.float32))
@@ -123,8 +180,8 @@ def test_quantize_depth():
 @pytest.mark.parametrize(
     ("fmt", "change", "message"),
     [
-        (CITYSCAPES, {"instances": 256}, "instance ids 0..255"),
-        (SEMKITTI, {"instances": 65536}, "instance ids 0..65535"),
+        (CITYSCAPES, {"instances": 2**32}, r"pred_instance holds 4294967296; .* 0..4294967295"),
+        (SEMKITTI, {"instances": 2**40}, r"store instance ids 0..4294967295 \(2\*\*32 - 1\)"),
         (SEMKITTI, {"instances": -1}, "pred_instance holds -1"),
         (CITYSCAPES, {"classes": -3}, "pred_class holds -3"),
         (CITYSCAPES, {"shape": True}, "depth_m has shape"),

@@ -27,6 +27,7 @@ from panoptic_depthlab.evaluation import (
     inference_on_sequences,
 )
 from panoptic_depthlab.modeling import PanopticDepthLab
+from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 from tests.conftest import small_model_cfg
 
 # (sequences, frames, height, width, seed) of synthetic val splits. SemKITTI-DVPS needs 20 frames
@@ -120,7 +121,7 @@ def sequence_outputs(dataset: str, swap: tuple[int, int] | None = None):
         ]
         outputs = list(model.inference_sequence(inputs))
         if swap is not None and swap[0] == s:
-            swap_largest_pair(outputs[swap[1]]["panoptic_seg"][0], meta.label_divisor)
+            swap_largest_pair(outputs[swap[1]]["panoptic_seg"][0], TRACK_LABEL_DIVISOR)
         all_records += frames
         all_outputs += outputs
     return all_records, all_outputs
@@ -181,7 +182,10 @@ def test_perfect_heads_give_dvpq_100_at_every_k(datasets, fmt):
             assert results[f"DVPQ@k{k}_l{lam:g}"] == pytest.approx(100.0), (k, lam)
     # Objects enter and leave the synthetic view: ids were issued fresh along the way.
     ids = {i for o in outputs for i in o["panoptic_seg"][0].unique().tolist()}
-    assert len({i for i in ids if i % meta.label_divisor > 0}) > 5
+    assert len({i for i in ids if i % TRACK_LABEL_DIVISOR > 0}) > 5
+    # Tracked ids: class * 2**32 + track number, never the dataset's label divisor.
+    segments = [s for o in outputs for s in o["panoptic_seg"][1]]
+    assert all(s["id"] // TRACK_LABEL_DIVISOR == s["category_id"] for s in segments)
     tracked = [np.asarray(o["panoptic_seg"][0]) for o in outputs]
     assert all(t.shape == (records[0]["height"], records[0]["width"]) for t in tracked)
 
