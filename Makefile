@@ -31,7 +31,7 @@ demo: setup
 	cp $(DEMO_OUT)/train/$(DEMO_EVAL) $(DEMO_OUT)/.eval_after.json && mv $(DEMO_OUT)/.eval_after.json $(DEMO_OUT)/eval_after.json
 	@echo "== [4/5] Pictures of a validation sequence"
 	mkdir -p $(DEMO_OUT)/val_sequence && ln -sf $(abspath $(DEMO_DATA))/video_sequence/val/000000_*_leftImg8bit.png $(DEMO_OUT)/val_sequence/
-	$(PY) tools/demo.py --config-file $(DEMO_CONFIG) --input $(DEMO_OUT)/val_sequence --output $(DEMO_OUT)/pictures --opts MODEL.WEIGHTS $(DEMO_OUT)/train/model_final.pth
+	$(PY) tools/demo.py --config-file $(DEMO_CONFIG) --input $(DEMO_OUT)/val_sequence --output $(DEMO_OUT)/pictures MODEL.WEIGHTS $(DEMO_OUT)/train/model_final.pth
 	@echo "== [5/5] The validation set before and after training"
 	@$(PY) tools/compare_dvpq.py $(DEMO_OUT)/eval_before.json $(DEMO_OUT)/eval_after.json
 	@echo ""

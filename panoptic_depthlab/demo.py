@@ -1,11 +1,17 @@
 """The demo behind ``tools/demo.py``: predict images, folders of frames and videos, and write
 pictures, official prediction files, per-frame JSON, an MP4 and optional point clouds.
 
-Inputs become *sequences*: a folder of frames (sorted by name) or a video file is one sequence,
-tracked by :meth:`PanopticDepthLab.inference_sequence`; each loose image is a sequence of one.
-In a folder of a DVPS split (images beside their labels and depth), only the
-``*_leftImg8bit.png`` images are frames.
-Outputs of a sequence go to ``OUTPUT/<name>/`` (loose images share ``OUTPUT/images/``):
+Inputs become *sequences*: a video file is one sequence, tracked by
+:meth:`PanopticDepthLab.inference_sequence`; so is a folder of frames (sorted by name), unless
+its frames are those of several DVPS sequences (names ``<sequence>_<frame>_...``, as in a split
+folder ``video_sequence/val``): then each sequence id is tracked on its own. In a folder of a
+DVPS split (images beside their labels and depth), only the ``*_leftImg8bit.png`` images are
+frames. Each loose image is a sequence of one. Input paths may be glob patterns
+(``'clips/*.mp4'``), expanded in sorted order.
+
+Outputs of a sequence go to ``OUTPUT/<name>/`` (loose images share ``OUTPUT/images/``), one
+folder per sequence, never shared: a name already taken (two inputs ``c1/cam`` and ``c2/cam``)
+becomes ``cam_2``, ``cam_3``, ... with a log line, and so does a loose image's frame name.
 
 =========================  =================================================================
 ``vis/<frame>.png``        input, labelled panoptic overlay, depth map with scale bar, and
@@ -13,40 +19,84 @@ Outputs of a sequence go to ``OUTPUT/<name>/`` (loose images share ``OUTPUT/imag
 ``panoptic/``, ``depth/``  the official prediction files of the model's dataset format, named
                            ``<frame>_leftImg8bit.png`` (inputs named so keep their name), ready
                            for ``tools/eval_dvpq.py``
-``segments/<frame>.json``  every segment: id, class, area, depth mean / median (m), center
+``segments/<frame>.json``  every segment: id, class, area, depth mean / median (m), center;
+                           ``untrained``: the outputs no trained weights were loaded for
 ``<name>.mp4``             the ``vis`` pictures as a video (folders and videos only)
 ``pointcloud/<frame>.ply`` with ``--pointcloud``: xyz (m), color, class and instance per pixel
 =========================  =================================================================
 
-Every file is written to a temporary name and renamed; a bad input stops the run with a
-:class:`DemoInputError` naming it, leaving complete files only.
+Honest outputs: the checkpointer's per-part table is logged, and an output whose branch was not
+loaded from ``MODEL.WEIGHTS`` (``depth``, ``tracking``, ``panoptic``; all of them without
+weights) is warned about and marked ``UNTRAINED`` in the pictures and the JSON.
+
+Checked before any frame is decoded or the model built, each a :class:`DemoInputError` naming
+the input: paths, globs, image sizes (from the PNG / JPEG / BMP headers), the minimum frame
+size, the focal length of ``--pointcloud``, the dataset's metadata; then the checkpoint file
+(:class:`~panoptic_depthlab.checkpoint.CheckpointError`) and the output folder
+(:class:`~panoptic_depthlab.files.OutputError`). Every file is written to a temporary name and
+renamed; a failure during the run (a full disk: ``OutputError``) also removes the files of the
+frame it interrupted and the MP4 being written, so complete frames only are left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
+import math
 import os
-from collections.abc import Callable, Iterator
+import re
+import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
+from detectron2.utils.file_io import PathManager
 from tqdm import tqdm
 
-from .checkpoint import PanopticDepthLabCheckpointer
+from .checkpoint import (
+    OUTPUTS,
+    CheckpointError,
+    PanopticDepthLabCheckpointer,
+    check_checkpoint_file,
+    untrained_outputs,
+)
 from .data.datasets.dvps import SEMKITTI_DEPTH_NAME
-from .evaluation.formats import IMAGE_SUFFIX, write_prediction
-from .files import write_json_atomic, write_png_atomic
-from .panoptic_ids import split_panoptic
+from .evaluation.formats import (
+    IMAGE_SUFFIX,
+    depth_file_name,
+    frame_id_of,
+    prediction_file_names,
+    write_prediction,
+)
+from .files import (
+    OutputError,
+    check_writable,
+    output_errors,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_png_atomic,
+)
+from .panoptic_ids import TRACK_LABEL_DIVISOR, split_panoptic
 from .pointcloud import frame_point_cloud
 from .visualization import visualize_frame
 
-__all__ = ["DemoInputError", "Sequence", "find_sequences", "run_demo"]
+__all__ = [
+    "DemoInputError",
+    "Sequence",
+    "build_demo_model",
+    "check_sequences",
+    "expand_inputs",
+    "find_sequences",
+    "run_demo",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +104,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Frames per second of the MP4 made from a folder of frames.
 FOLDER_FPS = 10.0
+# Smallest frame height the pictures can be drawn at: the depth scale bar of
+# visualization.depth_scale_bar needs 7 rows at its smallest font (found by trying 2..7).
+MIN_PICTURE_HEIGHT = 7
+# Folders of a sequence's outputs (beside its MP4).
+_OUTPUT_FOLDERS = ("vis", "panoptic", "depth", "segments", "pointcloud")
+# A config key, as a user may leave one among the inputs: "MODEL.WEIGHTS".
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
 
 class DemoInputError(ValueError):
@@ -65,16 +122,22 @@ class Sequence:
     """Frames tracked together.
 
     Attributes:
-        name: output folder name.
+        name: output folder name, unique among the sequences of one run.
+        input: the input path it comes from (a folder, a video or an image).
         frames: yields (frame name, (H, W, 3) uint8 RGB image, source file or None).
         length: number of frames (a video's count is its container's estimate).
         fps: frames per second of its MP4; None writes no MP4 (loose images).
+        size: (H, W) of every frame, pixels, read from the file headers (videos: the container).
+        files: the frame files of a folder or an image, in order; None for a video.
     """
 
     name: str
+    input: str
     frames: Callable[[], Iterator[tuple[str, np.ndarray, str | None]]]
     length: int
     fps: float | None
+    size: tuple[int, int]
+    files: list[str] | None = None
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -88,18 +151,77 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
 
 
-def _folder_frames(files: list[str]) -> Callable[[], Iterator[tuple[str, np.ndarray, str]]]:
+def _jpeg_size(f: Any) -> tuple[int, int] | None:
+    """(H, W) from the first start-of-frame marker of a JPEG whose first two bytes were read."""
+    while True:
+        byte = f.read(1)
+        while byte == b"\xff":  # fill bytes before a marker
+            marker = f.read(1)
+            if marker != b"\xff":
+                break
+        else:
+            return None  # not at a marker, or the end of the file
+        if not marker:
+            return None
+        code = marker[0]
+        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length
+            continue
+        length_bytes = f.read(2)
+        if len(length_bytes) < 2:
+            return None
+        (length,) = struct.unpack(">H", length_bytes)
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width
+        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
+            data = f.read(5)
+            if len(data) < 5:
+                return None
+            height, width = struct.unpack(">HH", data[1:5])
+            return height, width
+        f.seek(length - 2, os.SEEK_CUR)
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(H, W) of an image in pixels, from its header without decoding it for PNG, JPEG and BMP
+    files (other formats are decoded).
+
+    Raises:
+        DemoInputError: not an image OpenCV can read.
+    """
+    size = None
+    with open(path, "rb") as f:
+        head = f.read(26)
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            size = (height, width)
+        elif (
+            head.startswith(b"BM") and len(head) == 26 and struct.unpack("<I", head[14:18])[0] >= 40
+        ):
+            # BITMAPINFOHEADER or later (OS/2's 12-byte header is decoded instead)
+            width, height = struct.unpack("<ii", head[18:26])
+            size = (abs(height), width)  # negative height: rows stored top-down
+        elif head.startswith(b"\xff\xd8"):
+            f.seek(2)
+            size = _jpeg_size(f)
+    if size is None or min(size) <= 0:
+        return _read_image(path).shape[:2]
+    return size
+
+
+def _folder_frames(
+    files: list[str], names: list[str]
+) -> Callable[[], Iterator[tuple[str, np.ndarray, str]]]:
     def frames() -> Iterator[tuple[str, np.ndarray, str]]:
         size = None
-        for path in files:
+        for path, name in zip(files, names, strict=True):
             image = _read_image(path)
+            # the headers were checked; this catches what they may not say (EXIF rotation)
             if size is not None and image.shape[:2] != size:
                 raise DemoInputError(
                     f"{path}: size (H, W) = {image.shape[:2]} differs from {size} of "
                     f"{files[0]}; the frames of one sequence must have one size."
                 )
             size = image.shape[:2]
-            yield _stem(path), image, path
+            yield name, image, path
 
     return frames
 
@@ -123,43 +245,125 @@ def _video_frames(path: str) -> Callable[[], Iterator[tuple[str, np.ndarray, Non
     return frames
 
 
+def expand_inputs(paths: Iterable[str]) -> list[str]:
+    """The input paths with glob patterns (``*``, ``?``, ``[...]``) expanded, each pattern's
+    matches sorted by name, in the order given. A path that exists is taken as it is.
+
+    Raises:
+        DemoInputError: a pattern that matches nothing.
+    """
+    expanded = []
+    for path in paths:
+        if os.path.exists(path) or not glob.has_magic(path):
+            expanded.append(path)
+            continue
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise DemoInputError(f"{path}: no file or folder matches this pattern.")
+        expanded += matches
+    return expanded
+
+
+def _check_one_size(files: list[str]) -> tuple[int, int]:
+    """The common (H, W) of ``files`` from their headers; an error names the first that
+    differs from the first file."""
+    size = image_size(files[0])
+    for path in files[1:]:
+        other = image_size(path)
+        if other != size:
+            raise DemoInputError(
+                f"{path}: size (H, W) = {other} differs from {size} of {files[0]}; the frames "
+                "of one sequence must have one size."
+            )
+    return size
+
+
+def _folder_sequences(path: str) -> list[Sequence]:
+    """The sequences of a folder of frames: one, or one per DVPS sequence id."""
+    files = sorted(
+        os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    dvps_images = [f for f in files if f.endswith(IMAGE_SUFFIX)]
+    files = dvps_images or files
+    if not files:
+        raise DemoInputError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder.")
+    frame_ids = [frame_id_of(os.path.basename(f)) for f in files]
+    groups: dict[str, list[str]] = {}
+    if all(frame_ids):
+        for file, frame_id in zip(files, frame_ids, strict=True):
+            groups.setdefault(frame_id.split("_")[0], []).append(file)
+    if len(groups) <= 1:
+        groups = {"": files}
+    else:
+        logger.info(
+            f"{path}: frames of {len(groups)} sequences ({', '.join(groups)}), each tracked "
+            "on its own."
+        )
+    sequences = []
+    for sequence_id, group in groups.items():
+        name = f"{_stem(path)}_{sequence_id}" if sequence_id else _stem(path)
+        frames = _folder_frames(group, [_stem(f) for f in group])
+        size = _check_one_size(group)
+        sequences.append(Sequence(name, path, frames, len(group), FOLDER_FPS, size, group))
+    return sequences
+
+
+def _video_sequence(path: str) -> Sequence:
+    capture = cv2.VideoCapture(path)
+    opened = capture.isOpened()
+    length = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
+    capture.release()
+    if not opened or min(size) <= 0:
+        raise DemoInputError(f"{path}: OpenCV cannot open this video.")
+    return Sequence(_stem(path), path, _video_frames(path), length, fps or 10.0, size)
+
+
+def _claim(name: str, taken: dict[str, str], what: str) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... if taken; records it as ``what``'s."""
+    unique, count = name, 1
+    while unique in taken:
+        count += 1
+        unique = f"{name}_{count}"
+    if unique != name:
+        logger.info(f"{what}: written as {unique} ({name} is already that of {taken[name]}).")
+    taken[unique] = what
+    return unique
+
+
 def find_sequences(paths: list[str]) -> list[Sequence]:
-    """Turn the demo's input paths into sequences, checking that each exists and is usable.
+    """Turn the demo's input paths into sequences, checking that each exists and is usable,
+    without decoding any frame (sizes come from the file headers).
 
     Args:
         paths: image files, folders of frames, or video files (by extension:
-            ``VIDEO_EXTENSIONS``).
+            ``VIDEO_EXTENSIONS``), or glob patterns of them.
+
+    Returns:
+        Folders and videos in the order given, then one sequence per loose image (all named
+        ``images``: they share that folder, under distinct frame names). Sequence names are
+        unique: a repeated one gets ``_2``, ``_3``, ... (logged).
 
     Raises:
-        DemoInputError: a path that does not exist, an empty folder, a video OpenCV cannot open,
-            a file that is neither an image nor a video.
+        DemoInputError: a path that does not exist, a pattern that matches nothing, an empty
+            folder, a video OpenCV cannot open, a file that is neither an image nor a video, an
+            unreadable image, frames of one sequence with different sizes.
     """
     sequences, images = [], []
-    for path in paths:
+    for path in expand_inputs(paths):
         if os.path.isdir(path):
-            files = sorted(
-                os.path.join(path, f)
-                for f in os.listdir(path)
-                if f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            dvps_images = [f for f in files if f.endswith(IMAGE_SUFFIX)]
-            files = dvps_images or files
-            if not files:
-                raise DemoInputError(
-                    f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder."
-                )
-            sequences.append(Sequence(_stem(path), _folder_frames(files), len(files), FOLDER_FPS))
+            sequences += _folder_sequences(path)
         elif not os.path.isfile(path):
-            raise DemoInputError(f"{path}: no such file or folder.")
+            hint = (
+                " (a config override? Put KEY VALUE pairs last, after the other options, or "
+                "after --opts)"
+                if _CONFIG_KEY.match(path)
+                else ""
+            )
+            raise DemoInputError(f"{path}: no such file or folder{hint}.")
         elif path.lower().endswith(VIDEO_EXTENSIONS):
-            capture = cv2.VideoCapture(path)
-            opened = capture.isOpened()
-            length = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            fps = capture.get(cv2.CAP_PROP_FPS)
-            capture.release()
-            if not opened:
-                raise DemoInputError(f"{path}: OpenCV cannot open this video.")
-            sequences.append(Sequence(_stem(path), _video_frames(path), length, fps or 10.0))
+            sequences.append(_video_sequence(path))
         elif path.lower().endswith(IMAGE_EXTENSIONS):
             images.append(path)
         else:
@@ -167,7 +371,17 @@ def find_sequences(paths: list[str]) -> list[Sequence]:
                 f"{path}: neither an image ({', '.join(IMAGE_EXTENSIONS)}) nor a video "
                 f"({', '.join(VIDEO_EXTENSIONS)})."
             )
-    sequences += [Sequence("images", _folder_frames([p]), 1, None) for p in images]
+    taken: dict[str, str] = {}
+    for sequence in sequences:
+        sequence.name = _claim(sequence.name, taken, sequence.input)
+    if images:
+        folder = _claim("images", taken, "the loose images")
+        frame_names: dict[str, str] = {}
+        for path in images:
+            name = _claim(_stem(path), frame_names, path)
+            size = image_size(path)
+            frames = _folder_frames([path], [name])
+            sequences.append(Sequence(folder, path, frames, 1, None, size, [path]))
     return sequences
 
 
@@ -182,6 +396,85 @@ def focal_length_of(image_file: str | None) -> float | None:
         if match:
             return float(match["focal"])
     return None
+
+
+def _focal_lengths(files: Iterable[str]) -> dict[str, float]:
+    """Per frame file, the focal length its SemKITTI-DVPS depth file name carries (frames
+    without one are left out); each folder is listed once."""
+    by_folder: dict[str, dict[str, float]] = {}
+    focal = {}
+    for path in files:
+        folder = os.path.dirname(path)
+        if folder not in by_folder:
+            by_folder[folder] = {}
+            for name in sorted(os.listdir(folder or "."), reverse=True):  # first name wins
+                match = SEMKITTI_DEPTH_NAME.match(name)
+                if match:
+                    by_folder[folder][match["prefix"]] = float(match["focal"])
+        name = os.path.basename(path)
+        if name.endswith(IMAGE_SUFFIX) and name[: -len(IMAGE_SUFFIX)] in by_folder[folder]:
+            focal[path] = by_folder[folder][name[: -len(IMAGE_SUFFIX)]]
+    return focal
+
+
+def _dataset_metadata(cfg: CfgNode) -> Any:
+    """The metadata the model reads (``DATASETS.TRAIN[0]``), checked to be a DVPS dataset's."""
+    name = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else ""
+    meta = MetadataCatalog.get(name) if name else None
+    if meta is None or getattr(meta, "dataset_format", None) is None:
+        raise DemoInputError(
+            f"DATASETS.TRAIN[0] = {name!r} is not a registered DVPS dataset; the demo needs its "
+            "classes and prediction format (e.g. cityscapes_dvps_val, semkitti_dvps_val)."
+        )
+    return meta
+
+
+def check_sequences(
+    sequences: list[Sequence],
+    cfg: CfgNode,
+    pointcloud: bool = False,
+    focal_length: float | None = None,
+) -> dict[str, float]:
+    """Everything about the inputs that can fail later, checked before any work.
+
+    * Frame size: the instance center search keeps the ``MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE``
+      best of the H x W center map, so a frame needs H x W >= that many pixels (200: at least
+      15 x 15) and at least 2 pixels each way (smaller frames fail inside Detectron2); the
+      picture's depth scale bar needs H >= ``MIN_PICTURE_HEIGHT`` (7).
+    * ``--pointcloud``: every frame needs a focal length: ``focal_length``, else the one in its
+      SemKITTI-DVPS depth file name, else the dataset metadata's ``focal_length`` if it has one.
+
+    Returns:
+        Per frame file, the focal length of its file name (empty without ``pointcloud``).
+
+    Raises:
+        DemoInputError: naming the first input that fails.
+    """
+    top_k = int(cfg.MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE)
+    side = max(MIN_PICTURE_HEIGHT, math.isqrt(max(top_k, 1) - 1) + 1)
+    for sequence in sequences:
+        height, width = sequence.size
+        if height < MIN_PICTURE_HEIGHT or width < 2 or height * width < top_k:
+            where = sequence.files[0] if sequence.files else sequence.input
+            raise DemoInputError(
+                f"{where}: frames of {height} x {width} pixels (H x W) are too small; the demo "
+                f"needs H >= {MIN_PICTURE_HEIGHT}, W >= 2 and H x W >= {top_k} pixels "
+                f"(MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE), e.g. {side} x {side}."
+            )
+    if not pointcloud or focal_length is not None:
+        return {}
+    focal = _focal_lengths(f for s in sequences for f in (s.files or []))
+    default = getattr(_dataset_metadata(cfg), "focal_length", None)
+    if default is None:
+        for sequence in sequences:
+            lacking = [f for f in sequence.files or [sequence.input] if f not in focal]
+            if lacking:
+                raise DemoInputError(
+                    f"{lacking[0]}: --pointcloud needs the focal length, and this input's file "
+                    "name does not carry it (SemKITTI-DVPS frames do, in their depth file "
+                    "names: <id>_depth_<focal>.png); pass --focal-length PIXELS."
+                )
+    return focal
 
 
 def _official_name(frame: str) -> str:
@@ -218,41 +511,113 @@ def _segments_json(
 
 
 class _VideoWriter:
-    """An MP4 written under a temporary name, renamed when complete, removed on failure."""
+    """An MP4 written under a temporary name, checked, flushed to disk and renamed when
+    complete; removed when not.
+
+    OpenCV's writer does not report failed writes (a full disk), so the finished file is
+    reopened and its frame count compared with the frames written before it is renamed.
+    """
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps = path, fps
         self.tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial.mp4")
         self.writer: cv2.VideoWriter | None = None
+        self.count = 0
 
     def write(self, rgb: np.ndarray) -> None:
         if self.writer is None:
             size = (rgb.shape[1], rgb.shape[0])
             self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
             if not self.writer.isOpened():
-                raise RuntimeError(f"{self.tmp}: OpenCV cannot write an MP4 (mp4v) here.")
+                raise OutputError(f"{self.path}: cannot write (OpenCV cannot write an MP4 here).")
         self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+        self.count += 1
 
     def close(self, complete: bool) -> None:
+        """Finish the MP4 (``complete``) or remove it.
+
+        Raises:
+            OutputError: the finished file does not hold every frame, or cannot be flushed or
+                renamed; it is removed.
+        """
         if self.writer is not None:
             self.writer.release()
-        if complete and self.writer is not None:
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        try:
+            if complete and self.writer is not None:
+                capture = cv2.VideoCapture(self.tmp)
+                frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+                capture.release()
+                if frames != self.count:
+                    raise OutputError(
+                        f"{self.path}: cannot write (the video holds {frames} of its "
+                        f"{self.count} frames; is the disk full?)."
+                    )
+                with output_errors(self.path):
+                    fd = os.open(self.tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.replace(self.tmp, self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(self.tmp)
 
 
-def build_demo_model(cfg: CfgNode) -> torch.nn.Module:
-    """The config's model in eval mode, with ``MODEL.WEIGHTS`` loaded; a warning without."""
+def _download_weights(weights: str) -> None:
+    """Download (or find in Detectron2's cache) a ``MODEL.WEIGHTS`` URL (``detectron2://``,
+    ``https://``), so that a machine without the network fails before any work.
+
+    Raises:
+        CheckpointError: the download failed; the message names the URL and the reason.
+    """
+    url = urlparse(weights)
+    if not url.scheme or len(url.scheme) == 1:  # a local path (or a Windows drive letter)
+        return
+    try:
+        PathManager.get_local_path(url._replace(query="").geturl())
+    except OSError as e:
+        reason = getattr(e, "reason", None) or e.strerror or e
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {weights}: cannot download it ({reason}). Download it where the "
+            "network is reachable and pass the local file: MODEL.WEIGHTS path/to/model.pkl."
+        ) from e
+
+
+def build_demo_model(cfg: CfgNode) -> tuple[torch.nn.Module, list[str]]:
+    """The config's model in eval mode with ``MODEL.WEIGHTS`` loaded, and its untrained outputs.
+
+    The checkpointer logs its per-part table and a warning naming each part not (fully)
+    loaded; a second warning says which outputs the pictures and JSON will mark.
+
+    Returns:
+        ``(model, untrained)``: ``untrained`` lists the outputs (of
+        :data:`~panoptic_depthlab.checkpoint.OUTPUTS`: ``"panoptic"``, ``"depth"``,
+        ``"tracking"``) of parts not loaded, or partly loaded, from the checkpoint; all of them
+        with ``MODEL.WEIGHTS`` empty.
+
+    Raises:
+        CheckpointError: a checkpoint that cannot be loaded (the message names it and why).
+    """
     model = build_model(cfg).eval()
-    if cfg.MODEL.WEIGHTS:
-        PanopticDepthLabCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
+    if not cfg.MODEL.WEIGHTS:
         logger.warning(
-            "MODEL.WEIGHTS is empty: the model is randomly initialized and its outputs are "
-            "random. Pass trained weights with --opts MODEL.WEIGHTS path/to/model_final.pth."
+            "MODEL.WEIGHTS is empty: the model is randomly initialized, so every output "
+            f"({', '.join(OUTPUTS)}) is untrained; the pictures and segments JSON mark them "
+            "UNTRAINED. Pass trained weights: MODEL.WEIGHTS path/to/model_final.pth."
         )
-    return model
+        return model, list(OUTPUTS)
+    checkpointer = PanopticDepthLabCheckpointer(model)
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    untrained = untrained_outputs(checkpointer.part_states)
+    if untrained:
+        not_loaded = [f"{p} ({s})" for p, s in checkpointer.part_states.items() if s != "loaded"]
+        logger.warning(
+            f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} did not hold {', '.join(not_loaded)}: the "
+            f"{', '.join(untrained)} output(s) are untrained; the pictures and segments JSON "
+            "mark them UNTRAINED."
+        )
+    return model, untrained
 
 
 def run_demo(
@@ -264,30 +629,49 @@ def run_demo(
 ) -> int:
     """Predict every frame of the sequences and write the outputs (module docstring).
 
+    Before any frame is decoded: :func:`check_sequences`, the dataset metadata, the checkpoint
+    file (:func:`~panoptic_depthlab.checkpoint.check_checkpoint_file`; a URL is downloaded) and
+    the output folder (:func:`~panoptic_depthlab.files.check_writable`).
+
     Args:
         cfg: a PanopticDepthLab config (``MODEL.WEIGHTS``, ``MODEL.DEVICE``, ``INPUT.FORMAT``).
         sequences: from :func:`find_sequences`.
         output_dir: root of the outputs.
-        pointcloud: also write a PLY per frame; needs ``focal_length`` or SemKITTI-DVPS input
-            file names that carry it.
+        pointcloud: also write a PLY per frame; needs ``focal_length``, SemKITTI-DVPS input
+            file names that carry it, or a ``focal_length`` in the dataset metadata.
         focal_length: pixels; overrides the one in file names.
 
     Returns:
-        The number of frames written.
+        The number of frames written (each with all its files).
+
+    Raises:
+        DemoInputError: a bad input (see :func:`find_sequences`, :func:`check_sequences`).
+        CheckpointError: a missing, unloadable or undownloadable ``MODEL.WEIGHTS``.
+        OutputError: an output that cannot be written (read-only folder, full disk); the frame
+            it interrupted and the sequence's MP4 are removed.
     """
-    model = build_demo_model(cfg)
+    meta = _dataset_metadata(cfg)
+    focal = check_sequences(sequences, cfg, pointcloud, focal_length)
+    default_focal = getattr(meta, "focal_length", None)
+    if cfg.MODEL.WEIGHTS:
+        check_checkpoint_file(cfg.MODEL.WEIGHTS)
+        _download_weights(cfg.MODEL.WEIGHTS)
+    check_writable(output_dir)
+    model, untrained = build_demo_model(cfg)
     meta = model.meta
-    if getattr(meta, "dataset_format", None) is None:
-        raise DemoInputError(
-            f"DATASETS.TEST[0] / DATASETS.TRAIN[0] = {cfg.DATASETS.TRAIN[0]!r} is not a "
-            "registered DVPS dataset; the demo needs its classes and prediction format."
-        )
     bgr = cfg.INPUT.FORMAT == "BGR"
     total = sum(s.length for s in sequences)
     written = 0
+    cleaned: set[str] = set()
     with tqdm(total=total, unit="frame", desc="demo") as bar:
         for sequence in sequences:
             root = os.path.join(output_dir, sequence.name)
+            logger.info(f"{sequence.input} -> {root}/")
+            if root not in cleaned:  # what a killed run of the demo left there
+                cleaned.add(root)
+                for folder in _OUTPUT_FOLDERS:
+                    for path in remove_stale_temporaries(os.path.join(root, folder)):
+                        logger.info(f"Removed {path}, a temporary file left by a killed run.")
             video = (
                 _VideoWriter(os.path.join(root, f"{sequence.name}.mp4"), sequence.fps)
                 if sequence.fps is not None
@@ -302,34 +686,54 @@ def run_demo(
                     panoptic = output["panoptic_seg"][0].cpu().numpy()
                     segments_info = output["panoptic_seg"][1]
                     depth = output["depth"].cpu().numpy()
-                    picture = _write_frame(
-                        root, name, image, source, panoptic, segments_info, depth, meta
-                    )
-                    if video is not None:
-                        video.write(picture)
-                    if pointcloud:
-                        focal = focal_length or focal_length_of(source)
-                        if focal is None:
-                            raise DemoInputError(
-                                f"{source or name}: --pointcloud needs the focal length; pass "
-                                "--focal-length (pixels) or use SemKITTI-DVPS frames whose "
-                                "depth file names carry it."
+                    files = _frame_files(root, name, meta, pointcloud)
+                    try:
+                        picture = _write_frame(
+                            root, name, image, source, panoptic, segments_info, depth, meta,
+                            untrained,
+                        )  # fmt: skip
+                        if video is not None:
+                            video.write(picture)
+                        if pointcloud:
+                            frame_point_cloud(
+                                files[-1],
+                                image,
+                                *split_panoptic(panoptic, TRACK_LABEL_DIVISOR, meta.num_classes),
+                                depth,
+                                focal_length or focal.get(source or "") or default_focal,
                             )
-                        frame_point_cloud(
-                            os.path.join(root, "pointcloud", f"{name}.ply"),
-                            image,
-                            *split_panoptic(panoptic, meta.label_divisor, meta.num_classes),
-                            depth,
-                            focal,
-                        )
+                    except BaseException:
+                        for path in files:  # a frame is written whole or not at all
+                            with contextlib.suppress(OSError):
+                                os.remove(path)
+                        raise
                     written += 1
                     bar.update(1)
                 complete = True
             finally:
                 if video is not None:
                     video.close(complete)
-    logger.info("Wrote %d frames to %s", written, output_dir)
+    logger.info("Wrote %d frames of %d sequence(s) to %s", written, len(sequences), output_dir)
+    if untrained:
+        logger.warning(
+            f"Untrained outputs, marked UNTRAINED in the pictures and segments JSON: "
+            f"{', '.join(untrained)}."
+        )
     return written
+
+
+def _frame_files(root: str, name: str, meta: Any, pointcloud: bool) -> list[str]:
+    """The files of one frame: picture, panoptic and depth predictions, JSON and (last) PLY."""
+    image_file = _official_name(name)
+    files = [os.path.join(root, "vis", f"{name}.png")]
+    files += [
+        os.path.join(root, "panoptic", f) for f in prediction_file_names(image_file, meta.as_dict())
+    ]
+    files.append(os.path.join(root, "depth", depth_file_name(image_file)))
+    files.append(os.path.join(root, "segments", f"{name}.json"))
+    if pointcloud:
+        files.append(os.path.join(root, "pointcloud", f"{name}.ply"))
+    return files
 
 
 def _write_frame(
@@ -341,20 +745,22 @@ def _write_frame(
     segments_info: list[dict[str, Any]],
     depth: np.ndarray,
     meta: Any,
+    untrained: list[str],
 ) -> np.ndarray:
     """Write one frame's picture, official files and JSON; return the picture (RGB).
 
     Args:
         panoptic: (H, W) int64 sequence ids, -1 = void; ``depth``: (H, W) meters.
+        untrained: outputs to mark as untrained (picture and JSON).
     """
-    picture = visualize_frame(image, panoptic, segments_info, depth, meta)
+    picture = visualize_frame(image, panoptic, segments_info, depth, meta, untrained)
     write_png_atomic(os.path.join(root, "vis", f"{name}.png"), picture[..., ::-1])
     write_prediction(
         os.path.join(root, "panoptic"),
         os.path.join(root, "depth"),
         _official_name(name),
         meta.as_dict(),
-        *split_panoptic(panoptic, meta.label_divisor, meta.num_classes),
+        *split_panoptic(panoptic, TRACK_LABEL_DIVISOR, meta.num_classes),
         depth,
     )
     height, width = panoptic.shape
@@ -365,6 +771,7 @@ def _write_frame(
             "file_name": source,
             "height": height,
             "width": width,
+            "untrained": list(untrained),
             "segments": _segments_json(segments_info, meta.stuff_classes),
         },
     )

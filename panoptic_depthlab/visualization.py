@@ -4,14 +4,16 @@ Everything here works on numpy arrays and draws with OpenCV; nothing needs torch
 
 * ``image``: (H, W, 3) uint8 RGB.
 * ``panoptic``: (H, W) integer panoptic ids ``class * label_divisor + instance`` (instance 0 for
-  stuff, >= 1 for things); -1 is void.
+  stuff, >= 1 for things); -1 is void. Either divisor of :mod:`panoptic_depthlab.panoptic_ids`
+  (single-frame or tracked outputs): nothing here splits an id, a thing's color comes from its
+  id and its class from ``category_id``.
 * ``segments_info``: one dict per panoptic id other than -1, with ``id``, ``category_id``,
   ``isthing``, ``area``, ``depth_mean`` and ``depth_median`` (meters, NaN when the segment has no
   valid depth) and, for things, ``center`` = [y, x] in pixels (the output of
   :func:`panoptic_depthlab.modeling.post_processing.panoptic_depth_inference`).
 * ``depth``: (H, W) float meters; pixels with depth <= 0 or non-finite have no depth.
 * ``metadata``: a mapping with ``stuff_classes`` (name of every class, by class id),
-  ``stuff_colors`` (RGB of every class), ``label_divisor`` and ``max_depth`` (meters), e.g.
+  ``stuff_colors`` (RGB of every class) and ``max_depth`` (meters), e.g.
   :func:`panoptic_depthlab.data.datasets.metadata.dvps_metadata`. A Detectron2 ``Metadata``
   (``MetadataCatalog.get(name)``) is accepted as well: it is read through its ``as_dict()``.
   Whether a segment is a thing comes from its ``isthing``, not from the metadata.
@@ -26,7 +28,7 @@ Colors: depth is red (warm) near and blue (cold) far in both depth pictures, ove
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -39,6 +41,7 @@ __all__ = [
     "panoptic_depth_view",
     "panoptic_overlay",
     "segment_boundaries",
+    "UNTRAINED_OUTPUTS",
     "visualize_frame",
 ]
 
@@ -57,6 +60,11 @@ _TURBO_FAR, _TURBO_NEAR = 24, 255
 _JITTER_MULTIPLIERS = np.array([0.6180339887, 0.4142135624, 0.7320508076])
 _JITTER_RANGE = 70  # largest change of one channel, in 8-bit levels
 _TITLES = ("input", "panoptic", "depth (m)", "panoptic depth")
+# Outputs a model can leave untrained (a branch not loaded from its checkpoint), and per panel of
+# visualize_frame the outputs it draws: its title then starts with "UNTRAINED" on a red strip.
+UNTRAINED_OUTPUTS = ("panoptic", "depth", "tracking")
+_PANEL_OUTPUTS = ((), ("panoptic", "tracking"), ("depth",), ("depth", "panoptic"))
+_UNTRAINED_BACKGROUND = (200, 0, 0)  # title strip of a panel showing an untrained output
 
 
 def _as_mapping(metadata: Any) -> Mapping[str, Any]:
@@ -145,7 +153,8 @@ def instance_color(class_color: Sequence[int], instance: int) -> tuple[int, int,
 
     Args:
         class_color: RGB of the class, three ints in 0..255.
-        instance: instance id (>= 1 for things).
+        instance: the instance's id, any integer that stays the same along its track; the
+            overlay passes the segment's panoptic id, whatever its label divisor.
 
     Returns:
         RGB, three ints in 0..255.
@@ -167,18 +176,26 @@ def _segment_colors(
     for info in segments_info:
         class_color = metadata["stuff_colors"][info["category_id"]]
         if info["isthing"]:
-            instance = int(info["id"]) % int(metadata["label_divisor"])
-            colors[int(info["id"])] = instance_color(class_color, instance)
+            # the segment id itself: the same for any label divisor (single-frame or tracked)
+            colors[int(info["id"])] = instance_color(class_color, int(info["id"]))
         else:
             colors[int(info["id"])] = tuple(int(c) for c in class_color)
     return colors
 
 
-def _thing_label(info: Mapping[str, Any], class_names: Sequence[str]) -> str:
-    """``car 12.4 m`` (class name, median depth with one decimal), or ``car`` without depth."""
+def _thing_label(
+    info: Mapping[str, Any], class_names: Sequence[str], untrained: Collection[str] = ()
+) -> str:
+    """``car 12.4 m`` (class name, median depth with one decimal), or ``car`` without depth.
+
+    With an untrained output among ``untrained``: ``car (untrained)`` when the depth is
+    untrained (no made-up distance is shown), ``car 12.4 m (untrained)`` when only the panoptic
+    output (the class) is.
+    """
     name = class_names[info["category_id"]]
     median = float(info["depth_median"])
-    return name if math.isnan(median) else f"{name} {median:.1f} m"
+    label = name if math.isnan(median) or "depth" in untrained else f"{name} {median:.1f} m"
+    return f"{label} (untrained)" if {"depth", "panoptic"} & set(untrained) else label
 
 
 def _draw_labels(
@@ -186,6 +203,7 @@ def _draw_labels(
     segments_info: Sequence[Mapping[str, Any]],
     class_names: Sequence[str],
     scale: float,
+    untrained: Collection[str] = (),
 ) -> None:
     """Label the things of ``segments_info`` on ``canvas`` (in place), nearest first.
 
@@ -200,7 +218,7 @@ def _draw_labels(
     things.sort(key=lambda info: np.nan_to_num(float(info["depth_median"]), nan=np.inf))
     boxes: list[tuple[int, int, int, int]] = []  # (left, top, right, bottom), exclusive ends
     for info in things:
-        text = _thing_label(info, class_names)
+        text = _thing_label(info, class_names, untrained)
         text_width, text_height, below = _text_size(text, scale, outline=True)
         x = round(float(info["center"][1]) - text_width / 2)
         baseline = round(float(info["center"][0]) + (text_height - below) / 2)
@@ -221,6 +239,7 @@ def panoptic_overlay(
     panoptic: np.ndarray,
     segments_info: Sequence[Mapping[str, Any]],
     metadata: Any,
+    untrained: Collection[str] = (),
 ) -> np.ndarray:
     """The image with its segments colored, their boundaries and a label on every thing.
 
@@ -230,13 +249,14 @@ def panoptic_overlay(
     white. Each thing is labelled ``<class> <median depth> m`` (one decimal; the class alone when
     the median is NaN) in white with a black outline, centered on its ``center`` and moved inside
     the image; nearer things are labelled first and a label that would overlap one already drawn
-    is left out. The font grows with the image height (see ``_font_scale``).
+    is left out. The font grows with the image height (see ``_font_scale``). Labels of an
+    untrained output end with ``(untrained)`` and show no untrained depth (``car (untrained)``).
 
     Args:
         image: (H, W, 3) uint8 RGB.
         panoptic: (H, W) integer panoptic ids, -1 = void.
         segments_info: segments of ``panoptic`` (module docstring); things need ``center``.
-        metadata: uses ``stuff_classes``, ``stuff_colors`` and ``label_divisor``.
+        metadata: uses ``stuff_classes`` and ``stuff_colors``.
 
     Returns:
         (H, W, 3) uint8 RGB.
@@ -260,7 +280,7 @@ def panoptic_overlay(
     canvas = np.round(blended).astype(np.uint8, order="C")
     canvas[segment_boundaries(panoptic)] = _WHITE
 
-    _draw_labels(canvas, segments_info, metadata["stuff_classes"], _font_scale(size[0]))
+    _draw_labels(canvas, segments_info, metadata["stuff_classes"], _font_scale(size[0]), untrained)
     return canvas
 
 
@@ -388,12 +408,16 @@ def panoptic_depth_view(
     return canvas
 
 
-def _titled_panel(panel: np.ndarray, title: str, width: int, title_height: int) -> np.ndarray:
-    """``panel`` under a black strip ``title_height`` rows high holding ``title``, padded with
-    black on the right to ``width`` columns."""
+def _titled_panel(
+    panel: np.ndarray, title: str, width: int, title_height: int, untrained: bool = False
+) -> np.ndarray:
+    """``panel`` under a black (red when ``untrained``) strip ``title_height`` rows high holding
+    ``title``, padded with black on the right to ``width`` columns."""
     height = panel.shape[0]
     out = np.zeros((title_height + height, width, 3), dtype=np.uint8)
     out[:] = _BACKGROUND
+    if untrained:
+        out[:title_height] = _UNTRAINED_BACKGROUND
     out[title_height:, : panel.shape[1]] = panel
     scale = _font_scale(height)
     _, text_height, below = _text_size(title, scale, outline=False)
@@ -408,6 +432,7 @@ def visualize_frame(
     segments_info: Sequence[Mapping[str, Any]],
     depth: np.ndarray,
     metadata: Any,
+    untrained: Collection[str] = (),
 ) -> np.ndarray:
     """One picture of a frame's prediction: a 2 x 2 grid of titled panels.
 
@@ -420,12 +445,20 @@ def visualize_frame(
     Each panel sits under a black title strip T rows high and is padded with black on the right
     to the depth panel's width W + B (B: the :func:`depth_scale_bar` width).
 
+    Outputs of a model branch that was not trained (``untrained``, a subset of
+    ``UNTRAINED_OUTPUTS``: ``"panoptic"``, ``"depth"``, ``"tracking"``) are marked: each panel
+    drawing one gets a red title strip whose title starts with ``UNTRAINED`` and names them
+    (``UNTRAINED depth: depth (m)``; the panoptic panel shows panoptic and tracking, the depth
+    panels depth, the panoptic depth panel also panoptic), and the thing labels end with
+    ``(untrained)`` (see :func:`panoptic_overlay`).
+
     Args:
         image: (H, W, 3) uint8 RGB.
         panoptic: (H, W) integer panoptic ids, -1 = void.
         segments_info: segments of ``panoptic`` (module docstring).
         depth: (H, W) float depth, meters.
-        metadata: uses ``stuff_classes``, ``stuff_colors``, ``label_divisor``, ``max_depth``.
+        metadata: uses ``stuff_classes``, ``stuff_colors``, ``max_depth``.
+        untrained: the untrained outputs, among ``UNTRAINED_OUTPUTS``.
 
     Returns:
         (2 * (T + H), 2 * (W + B), 3) uint8 RGB, with T = text height + descent of the title font
@@ -435,22 +468,31 @@ def visualize_frame(
     _check_image(image)
     _check_size("panoptic", panoptic, image.shape[:2])
     _check_size("depth", depth, image.shape[:2])
+    unknown = sorted(set(untrained) - set(UNTRAINED_OUTPUTS))
+    if unknown:
+        raise ValueError(f"untrained = {unknown}: expected outputs among {UNTRAINED_OUTPUTS}.")
     size = image.shape[:2]
     max_depth = float(metadata["max_depth"])
     panels = [
         image,
-        panoptic_overlay(image, panoptic, segments_info, metadata),
+        panoptic_overlay(image, panoptic, segments_info, metadata, untrained),
         depth_colormap(depth, max_depth),
         panoptic_depth_view(panoptic, segments_info, depth, max_depth),
     ]
     width = max(panel.shape[1] for panel in panels)
     scale = _font_scale(size[0])
+    marks = [[o for o in outputs if o in untrained] for outputs in _PANEL_OUTPUTS]
+    titles = [
+        f"UNTRAINED {'+'.join(mark)}: {title}" if mark else title
+        for mark, title in zip(marks, _TITLES, strict=True)
+    ]
+    # the strip's height does not depend on the marks: a picture keeps its size
     sizes = [_text_size(title, scale, outline=False) for title in _TITLES]
     title_height = max(s[1] for s in sizes) + max(s[2] for s in sizes)
     title_height += 2 * max(2, round(size[0] / 100))
     titled = [
-        _titled_panel(panel, title, width, title_height)
-        for panel, title in zip(panels, _TITLES, strict=True)
+        _titled_panel(panel, title, width, title_height, bool(mark))
+        for panel, title, mark in zip(panels, titles, marks, strict=True)
     ]
     return np.concatenate(
         [np.concatenate(titled[:2], axis=1), np.concatenate(titled[2:], axis=1)], axis=0

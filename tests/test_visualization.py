@@ -107,8 +107,8 @@ def test_panoptic_overlay_colors_and_boundaries():
     assert overlay.shape == (H, W, 3) and overlay.dtype == np.uint8
 
     # Away from the labels (rows 40-45): exact documented blend; the two cars differ.
-    car_1 = blended(instance_color(META["stuff_colors"][CAR], 1))
-    car_2 = blended(instance_color(META["stuff_colors"][CAR], 2))
+    car_1 = blended(instance_color(META["stuff_colors"][CAR], CAR_1))  # colored by segment id
+    car_2 = blended(instance_color(META["stuff_colors"][CAR], CAR_2))
     np.testing.assert_array_equal(overlay[40:46, 10:46], np.broadcast_to(car_1, (6, 36, 3)))
     np.testing.assert_array_equal(overlay[40:46, 50:86], np.broadcast_to(car_2, (6, 36, 3)))
     assert not np.array_equal(car_1, car_2)
@@ -146,7 +146,7 @@ def single_thing_frame(median: float, center) -> tuple[np.ndarray, np.ndarray, l
 
 def label_pixels(overlay: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels that differ from the plain blend of car 1."""
-    return (overlay != blended(instance_color(META["stuff_colors"][CAR], 1))).any(axis=2)
+    return (overlay != blended(instance_color(META["stuff_colors"][CAR], CAR_1))).any(axis=2)
 
 
 def test_thing_label_is_drawn_readably_at_its_center():

@@ -1,37 +1,55 @@
-"""Predict panoptic segmentation, depth and tracked instances on images, folders of frames or
-videos, and write pictures, an MP4, official prediction files, per-frame JSON and point clouds.
+"""Run a PanopticDepthLab model on images, folders of frames and videos, and write pictures, an
+MP4 per sequence, official prediction files, per-frame JSON and, optionally, point clouds.
 
+examples:
     python tools/demo.py --config-file configs/vip_depth.yaml \\
         --input frames_folder/ clip.mp4 image.png --output output/demo \\
-        --opts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cuda
+        MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cuda
+    python tools/demo.py --config-file configs/vip_depth.yaml --input 'clips/*.mp4' \\
+        --output output/demo --opts MODEL.WEIGHTS output/model_final.pth
 
-A folder (frames sorted by name) or a video is one tracked sequence; each image stands alone.
-Outputs per sequence in OUTPUT/<name>/ (images: OUTPUT/images/): vis/*.png, <name>.mp4,
+Config overrides (KEY VALUE pairs) come last, as for tools/train_net.py, or after --opts.
+Inputs: a video is one tracked sequence; so is a folder of frames (sorted by name), unless it
+holds several DVPS sequences (<sequence>_<frame>_..._leftImg8bit.png): each is tracked apart.
+Each image stands alone. Quoted glob patterns are expanded (sorted).
+Outputs per sequence in OUTPUT/<name>/ (loose images: OUTPUT/images/): vis/*.png, <name>.mp4,
 panoptic/ + depth/ (official formats, for tools/eval_dvpq.py), segments/*.json and, with
---pointcloud, pointcloud/*.ply. Exit code 2 on bad input, with the cause.
+--pointcloud, pointcloud/*.ply. Two inputs of one name get distinct folders (name, name_2, ...).
+Outputs of a branch that MODEL.WEIGHTS did not hold (all of them without weights) are warned
+about and marked UNTRAINED in the pictures and the JSON.
+Exit code 2, with one line naming the cause, for a bad input, config, checkpoint or output
+folder (read-only, full disk); complete files only are left.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from detectron2.utils.logger import setup_logger
 
+from panoptic_depthlab.checkpoint import CheckpointError
 from panoptic_depthlab.demo import DemoInputError, find_sequences, run_demo
 from panoptic_depthlab.engine import fall_back_to_cpu, load_config
+from panoptic_depthlab.files import OutputError
 
 
 def _parser() -> argparse.ArgumentParser:
+    description, epilog = __doc__.split("\n\n", 1)
     parser = argparse.ArgumentParser(
         prog="demo.py",
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[1:]),
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="model config")
     parser.add_argument(
-        "--input", required=True, nargs="+", metavar="PATH", help="images, folders or videos"
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="images, folders of frames, videos, or quoted glob patterns of them",
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
@@ -46,30 +64,52 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--opts",
+        dest="flag_opts",
         default=[],
         nargs=argparse.REMAINDER,
         metavar="KEY VALUE",
-        help="config overrides, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cpu",
+        help="config overrides after this flag (Detectron2's demo spelling)",
+    )
+    parser.add_argument(
+        "opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides, last, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cpu",
     )
     return parser
 
 
+def _error(message: str) -> int:
+    print(f"demo.py: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.opts = list(args.opts) + list(args.flag_opts)
     setup_logger(name="panoptic_depthlab")
     setup_logger(name="detectron2", abbrev_name="d2")
-    cfg = load_config(args)
+    setup_logger(name="fvcore")  # the checkpointer's per-part table and mismatches
+    try:
+        cfg = load_config(args)
+    except (AssertionError, KeyError, ValueError, OSError) as error:
+        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+        overrides = f" with overrides {' '.join(args.opts)}" if args.opts else ""
+        return _error(f"config {args.config_file}{overrides}: {reason}")
     fall_back_to_cpu(cfg)
     cfg.freeze()
-    if args.focal_length is not None and args.focal_length <= 0:
-        print(f"demo.py: --focal-length {args.focal_length}: expected pixels > 0.", file=sys.stderr)
-        return 2
+    if args.focal_length is not None and not (
+        math.isfinite(args.focal_length) and args.focal_length > 0
+    ):
+        return _error(
+            f"--focal-length {args.focal_length}: expected a finite number of pixels > 0."
+        )
     try:
         sequences = find_sequences(args.input)
         run_demo(cfg, sequences, args.output, args.pointcloud, args.focal_length)
-    except DemoInputError as error:
-        print(f"demo.py: {error}", file=sys.stderr)
-        return 2
+    except (DemoInputError, CheckpointError, OutputError) as error:
+        return _error(str(error))
     print(f"Pictures, videos and predictions are in {args.output}/")
     return 0
 
