@@ -105,14 +105,16 @@ def test_metadata_cityscapes_dvps():
     meta = MetadataCatalog.get("test_meta_cs")
     assert meta.stuff_classes[:3] == ["road", "sidewalk", "building"]
     assert meta.stuff_classes[10] == "sky" and len(meta.stuff_classes) == 19
-    assert meta.thing_classes == [
+    # Detectron2's convention: thing_classes lists every class, indexed by contiguous id
+    assert meta.thing_classes == meta.stuff_classes
+    assert [meta.thing_classes[i] for i in meta.thing_ids] == [
         "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"
     ]  # fmt: skip
     assert meta.thing_ids == list(range(11, 19))
     assert meta.stuff_ids == list(range(11))
     assert meta.thing_dataset_id_to_contiguous_id == {i: i for i in range(11, 19)}
     assert meta.stuff_colors[0] == (128, 64, 128)  # road
-    assert len(meta.stuff_colors) == 19 and len(meta.thing_colors) == 8
+    assert meta.thing_colors == meta.stuff_colors and len(meta.stuff_colors) == 19
     assert (meta.ignore_label, meta.label_void_id, meta.label_divisor) == (255, 32, 1000)
     assert (meta.depth_scale, meta.max_depth) == (256.0, 88.0)
     assert meta.dvpq_window_sizes == [1, 2, 3, 4]
@@ -123,7 +125,8 @@ def test_metadata_cityscapes_dvps():
 
 def test_metadata_semkitti_dvps():
     meta = dvps_metadata(SEMKITTI)
-    assert meta["thing_classes"] == [
+    assert meta["thing_classes"] == meta["stuff_classes"]
+    assert meta["thing_classes"][:8] == [
         "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist",
         "motorcyclist",
     ]  # fmt: skip

@@ -68,6 +68,12 @@ def _categories(dataset_format: str) -> tuple[list[str], list[tuple[int, int, in
 def dvps_metadata(dataset_format: str) -> dict[str, Any]:
     """Metadata of one DVPS format, in the key names Detectron2's Panoptic-DeepLab reads.
 
+    ``thing_classes`` / ``thing_colors`` and ``stuff_classes`` / ``stuff_colors`` each hold all
+    19 classes, indexed by train id (= contiguous id = the ``category_id`` of a segment), as in
+    Detectron2's Cityscapes panoptic metadata, so that ``Visualizer.draw_panoptic_seg`` draws
+    our outputs; the thing classes are ``thing_ids`` (= the keys of
+    ``thing_dataset_id_to_contiguous_id``).
+
     Keys beyond Detectron2's: ``dataset_format``, ``num_classes``, ``thing_ids``, ``stuff_ids``,
     ``label_void_id`` (raw class of unlabelled pixels in the label files), ``label_divisor``
     (panoptic id = class * label_divisor + instance), ``depth_scale`` (depth PNG value per meter),
@@ -95,15 +101,20 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
         "dataset_format": dataset_format,
         "evaluator_type": "dvps",
         "num_classes": len(names),
-        # Detectron2's panoptic convention: stuff_* covers every class (the semantic head predicts
-        # all of them), thing_* only the countable ones.
+        # Detectron2's Cityscapes panoptic convention (data/datasets/cityscapes_panoptic.py):
+        # thing_* and stuff_* both list every class, indexed by contiguous id, because its
+        # Visualizer looks up a segment's category_id in thing_classes / thing_colors for things
+        # and in stuff_classes / stuff_colors for stuff. Which classes are things is said by
+        # thing_dataset_id_to_contiguous_id (things only) and thing_ids.
         "stuff_classes": names,
         "stuff_colors": colors,
-        "thing_classes": [names[i] for i in thing_ids],
-        "thing_colors": [colors[i] for i in thing_ids],
+        "thing_classes": list(names),
+        "thing_colors": list(colors),
         "thing_ids": thing_ids,
         "stuff_ids": [i for i in range(len(names)) if i not in thing_ids],
         "thing_dataset_id_to_contiguous_id": {i: i for i in thing_ids},
+        # every class: the semantic head predicts all of them (Detectron2's SemSegEvaluator
+        # maps each predicted class back through this dict)
         "stuff_dataset_id_to_contiguous_id": {i: i for i in range(len(names))},
         "ignore_label": 255,
         "label_void_id": 32 if is_cityscapes else 255,
