@@ -46,7 +46,6 @@ import logging
 import math
 import os
 import re
-import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ from urllib.parse import urlparse
 
 import cv2
 import numpy as np
+import PIL.Image
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
@@ -151,60 +151,19 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
 
 
-def _jpeg_size(f: Any) -> tuple[int, int] | None:
-    """(H, W) from the first start-of-frame marker of a JPEG whose first two bytes were read."""
-    while True:
-        byte = f.read(1)
-        while byte == b"\xff":  # fill bytes before a marker
-            marker = f.read(1)
-            if marker != b"\xff":
-                break
-        else:
-            return None  # not at a marker, or the end of the file
-        if not marker:
-            return None
-        code = marker[0]
-        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length
-            continue
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            return None
-        (length,) = struct.unpack(">H", length_bytes)
-        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width
-        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
-            data = f.read(5)
-            if len(data) < 5:
-                return None
-            height, width = struct.unpack(">HH", data[1:5])
-            return height, width
-        f.seek(length - 2, os.SEEK_CUR)
-
-
 def image_size(path: str) -> tuple[int, int]:
-    """(H, W) of an image in pixels, from its header without decoding it for PNG, JPEG and BMP
-    files (other formats are decoded).
+    """(H, W) of an image in pixels, read by Pillow from the file's header without decoding
+    the pixels (formats Pillow does not know are decoded by OpenCV).
 
     Raises:
         DemoInputError: not an image OpenCV can read.
     """
-    size = None
-    with open(path, "rb") as f:
-        head = f.read(26)
-        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-            width, height = struct.unpack(">II", head[16:24])
-            size = (height, width)
-        elif (
-            head.startswith(b"BM") and len(head) == 26 and struct.unpack("<I", head[14:18])[0] >= 40
-        ):
-            # BITMAPINFOHEADER or later (OS/2's 12-byte header is decoded instead)
-            width, height = struct.unpack("<ii", head[18:26])
-            size = (abs(height), width)  # negative height: rows stored top-down
-        elif head.startswith(b"\xff\xd8"):
-            f.seek(2)
-            size = _jpeg_size(f)
-    if size is None or min(size) <= 0:
+    try:
+        with PIL.Image.open(path) as image:
+            width, height = image.size
+        return height, width
+    except (OSError, SyntaxError, ValueError):  # unknown or damaged: OpenCV decides
         return _read_image(path).shape[:2]
-    return size
 
 
 def _folder_frames(
@@ -588,7 +547,7 @@ def build_demo_model(cfg: CfgNode) -> tuple[torch.nn.Module, list[str]]:
     """The config's model in eval mode with ``MODEL.WEIGHTS`` loaded, and its untrained outputs.
 
     The checkpointer logs its per-part table and a warning naming each part not (fully)
-    loaded; a second warning says which outputs the pictures and JSON will mark.
+    loaded and the outputs it leaves untrained.
 
     Returns:
         ``(model, untrained)``: ``untrained`` lists the outputs (of
@@ -609,15 +568,7 @@ def build_demo_model(cfg: CfgNode) -> tuple[torch.nn.Module, list[str]]:
         return model, list(OUTPUTS)
     checkpointer = PanopticDepthLabCheckpointer(model)
     checkpointer.load(cfg.MODEL.WEIGHTS)
-    untrained = untrained_outputs(checkpointer.part_states)
-    if untrained:
-        not_loaded = [f"{p} ({s})" for p, s in checkpointer.part_states.items() if s != "loaded"]
-        logger.warning(
-            f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} did not hold {', '.join(not_loaded)}: the "
-            f"{', '.join(untrained)} output(s) are untrained; the pictures and segments JSON "
-            "mark them UNTRAINED."
-        )
-    return model, untrained
+    return model, untrained_outputs(checkpointer.part_states)
 
 
 def run_demo(

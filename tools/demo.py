@@ -31,7 +31,7 @@ from detectron2.utils.logger import setup_logger
 
 from panoptic_depthlab.checkpoint import CheckpointError
 from panoptic_depthlab.demo import DemoInputError, find_sequences, run_demo
-from panoptic_depthlab.engine import fall_back_to_cpu, load_config
+from panoptic_depthlab.engine import LaunchError, fall_back_to_cpu, load_config
 from panoptic_depthlab.files import OutputError
 
 
@@ -93,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logger(name="fvcore")  # the checkpointer's per-part table and mismatches
     try:
         cfg = load_config(args)
-    except (AssertionError, KeyError, ValueError, OSError) as error:
-        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
-        overrides = f" with overrides {' '.join(args.opts)}" if args.opts else ""
-        return _error(f"config {args.config_file}{overrides}: {reason}")
+    except LaunchError as error:
+        return _error(str(error))
     fall_back_to_cpu(cfg)
     cfg.freeze()
     if args.focal_length is not None and not (

@@ -159,7 +159,11 @@ def invoke(argv: list[str] | None = None) -> int:
     """Parse the command line, check it, and launch :func:`main` in every process; returns the
     exit code (0 done, 2 a user error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except LaunchError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
     temporary = tempfile.TemporaryDirectory(prefix="train_net.")
     error_file = os.path.join(temporary.name, "error")
     try:

@@ -15,6 +15,7 @@ import re
 import sys
 
 import torch
+import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
@@ -36,11 +37,21 @@ class LaunchError(ValueError):
 
 
 def load_config(args: argparse.Namespace) -> CfgNode:
-    """Detectron2's config with panoptic_depthlab's keys, ``--config-file`` and the overrides."""
+    """Detectron2's config with panoptic_depthlab's keys, ``--config-file`` and the overrides.
+
+    Raises:
+        LaunchError: "``config <file>[ with overrides ...]: <reason>``" for a missing or
+            unreadable file, an unknown key, an odd override list or a value of the wrong type.
+    """
     cfg = get_cfg()
     add_panoptic_depthlab_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except (AssertionError, KeyError, ValueError, TypeError, OSError, yaml.YAMLError) as e:
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e
+        overrides = f" with overrides {' '.join(args.opts)}" if args.opts else ""
+        raise LaunchError(f"config {args.config_file}{overrides}: {reason}") from e
     return cfg
 
 

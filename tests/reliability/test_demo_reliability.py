@@ -175,10 +175,12 @@ def test_checkpoint_without_depth_head_is_logged_warned_and_marked(data, tmp_pat
     rows = {line.split("|")[1].strip(): line for line in log.splitlines() if line.startswith("|")}
     assert "| loaded" in rows["backbone"] and "| initialized" in rows["depth_head"]
     assert "| initialized" in rows["next_frame_head"]
-    warning = next(line for line in log.splitlines() if "did not hold" in line)
+    warning = next(line for line in log.splitlines() if "Not loaded from" in line)
     assert warning.startswith("WARNING")
-    assert "depth_head (initialized), next_frame_head (initialized)" in warning
-    assert "the depth, tracking output(s) are untrained" in warning
+    assert (
+        f"Not loaded from {data['no_depth']}: depth_head (initialized), next_frame_head " in warning
+    )
+    assert "untrained outputs: depth and segment distances, track ids across frames" in warning
     assert "Untrained outputs, marked UNTRAINED in the pictures and segments JSON: depth, " in log
     for frame in [p.stem for p in frames_of(data, 0)]:
         assert segments(out / "seq", frame)["untrained"] == ["depth", "tracking"]

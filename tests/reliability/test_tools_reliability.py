@@ -453,3 +453,18 @@ def test_help_texts_are_whole_sentences(capsys):
         "datasets/synthetic-cityscapes-dvps --split train --sequences 10 --frames 6" in text
     )
     assert text.endswith("and only whole frames stay.")
+
+
+def test_config_file_and_override_errors_are_one_line(tmp_path):
+    # Found: an AssertionError traceback for a missing config file or an unknown key.
+    missing = tmp_path / "nope.yaml"
+    result = run_tool("train_net.py", "--config-file", missing)
+    assert_user_error(
+        result, f"train_net.py: error: config {missing}: Config file '{missing}' does not exist!"
+    )
+    result = run_tool("train_net.py", "--config-file", CONFIG, "MODEL.NOPE", "1")
+    assert_user_error(
+        result,
+        f"train_net.py: error: config {CONFIG} with overrides MODEL.NOPE 1: "
+        "Non-existent key: MODEL.NOPE",
+    )
