@@ -10,7 +10,12 @@ from detectron2.config import CfgNode
 from detectron2.config import CfgNode as CN
 from detectron2.projects.panoptic_deeplab import add_panoptic_deeplab_config
 
-__all__ = ["add_panoptic_depthlab_config"]
+__all__ = ["ConfigValueError", "add_panoptic_depthlab_config"]
+
+
+class ConfigValueError(ValueError):
+    """A config key holds a value the model or trainer cannot use; the message names the key,
+    the value and what was expected. The tools report it in one line (exit code 2)."""
 
 
 def add_panoptic_depthlab_config(cfg: CfgNode) -> None:
@@ -36,6 +41,19 @@ def add_panoptic_depthlab_config(cfg: CfgNode) -> None:
     cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.LOSS_WEIGHT = 0.01
     # Learned uncertainty weighting of the task losses (one log-variance per task).
     cfg.MODEL.PANOPTIC_DEPTHLAB.UNCERTAINTY_WEIGHTING = False
+    # Image pooling of every ASPP: "crop" averages over a window of the training crop
+    # (INPUT.CROP.SIZE / stride) where that window divides the feature map, as Detectron2 and
+    # deeplab2 evaluate, else globally (always on training crops and SemKITTI-DVPS's 385x1281);
+    # "global" averages over the whole map at every size. The rule:
+    # panoptic_depthlab.modeling.aspp_pooling.CropWindowPool2d.
+    cfg.MODEL.PANOPTIC_DEPTHLAB.ASPP_POOLING = "crop"
+    # Class order of MODEL.WEIGHTS' semantic classifier, for checkpoints that do not name their
+    # classes (Detectron2 model-zoo files): "cityscapes" (= "cityscapes_dvps", Cityscapes
+    # train ids), "semkitti_dvps", or a registered dataset name. Its rows are moved by class
+    # name to the order of DATASETS.TRAIN's classes; classes without a counterpart start from
+    # initialization. "": the checkpoint's own "class_names" (our checkpoints store them), else
+    # the rows are taken as they are. See panoptic_depthlab.checkpoint.
+    cfg.MODEL.PANOPTIC_DEPTHLAB.CHECKPOINT_CLASSES = ""
 
     # Depth branch. Its ASPP and decoder take their sizes from MODEL.INS_EMBED_HEAD.
     cfg.MODEL.DEPTH_HEAD = CN()
@@ -43,6 +61,10 @@ def add_panoptic_depthlab_config(cfg: CfgNode) -> None:
     # semantic decoder's features (as in ViP-DeepLab).
     cfg.MODEL.DEPTH_HEAD.NAME = "DepthHead"
     cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS = 32
+    # SemanticDecoderDepthHead only: the stride its features run at (the semantic decoder's
+    # output, at MODEL.SEM_SEG_HEAD.COMMON_STRIDE, upsampled to it; ViP-DeepLab: 2). Must divide
+    # MODEL.SEM_SEG_HEAD.COMMON_STRIDE.
+    cfg.MODEL.DEPTH_HEAD.COMMON_STRIDE = 2
     # Output range in meters: MIN_DEPTH + sigmoid(x) * (MAX_DEPTH - MIN_DEPTH).
     cfg.MODEL.DEPTH_HEAD.MIN_DEPTH = 0.0
     cfg.MODEL.DEPTH_HEAD.MAX_DEPTH = 88.0

@@ -35,6 +35,7 @@ def _fresh_tool_loggers():
             logger.removeHandler(handler)
             handler.close()
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)
 
 
 # (sequences, frames, height, width) of the datasets the tests share.
