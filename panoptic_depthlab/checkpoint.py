@@ -33,6 +33,9 @@ __all__ = [
     "PanopticDepthLabCheckpointer",
     "check_checkpoint_file",
     "check_last_checkpoint",
+    "class_name_key",
+    "class_order",
+    "class_order_options",
     "untrained_outputs",
 ]
 
@@ -289,6 +292,84 @@ def _check_weights(checkpoint: Any, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Class order of the semantic classifier
+
+#: The state-dict entries with one row (dim 0) per semantic class: the semantic predictor of
+#: Detectron2's ``PanopticDeepLabSemSegHead`` (a 1x1 convolution). No other tensor of the model
+#: depends on the class order.
+CLASS_ROW_KEYS = ("sem_seg_head.predictor.weight", "sem_seg_head.predictor.bias")
+
+#: Names of class orders that are not registered dataset names. Detectron2's model-zoo
+#: Cityscapes checkpoints use the Cityscapes train ids, the order of Cityscapes-DVPS.
+_CLASS_ORDER_ALIASES = {"cityscapes": "cityscapes_dvps"}
+
+_CLASSES_KEY = "MODEL.PANOPTIC_DEPTHLAB.CHECKPOINT_CLASSES"
+
+
+def class_name_key(name: str) -> str:
+    """The form in which class names are compared: lower case, with hyphens, underscores and
+    runs of spaces alike, so that SemanticKITTI's ``"traffic-sign"`` is Cityscapes' ``"traffic
+    sign"``. Names that differ otherwise are different classes (SemanticKITTI's
+    ``"bicyclist"`` is not mapped to Cityscapes' ``"rider"``: the official sources do not
+    relate them)."""
+    return re.sub(r"[\s_-]+", " ", name.strip().lower())
+
+
+def class_order(name: str) -> list[str]:
+    """The class names (in row order) of a class order named as in
+    ``MODEL.PANOPTIC_DEPTHLAB.CHECKPOINT_CLASSES``: ``"cityscapes"``, a DVPS format
+    (``"cityscapes_dvps"``, ``"semkitti_dvps"``) or a dataset registered in Detectron2's
+    ``MetadataCatalog`` with ``stuff_classes``.
+
+    Raises:
+        CheckpointError: an unknown name (one line, naming the key and what is expected).
+    """
+    from detectron2.data import MetadataCatalog
+
+    from .data.datasets.metadata import DVPS_FORMATS, dvps_metadata
+
+    name = _CLASS_ORDER_ALIASES.get(name, name)
+    if name in DVPS_FORMATS:
+        return list(dvps_metadata(name)["stuff_classes"])
+    if name in MetadataCatalog.list():
+        names = MetadataCatalog.get(name).get("stuff_classes")
+        if names:
+            return list(names)
+    raise CheckpointError(
+        f"{_CLASSES_KEY} {name!r} is not a known class order; expected '' (the checkpoint's own "
+        f"class names, else its rows as they are), 'cityscapes', "
+        f"{', '.join(repr(f) for f in DVPS_FORMATS)}, or a registered dataset with "
+        "stuff_classes."
+    )
+
+
+def class_order_options(cfg: Any) -> dict[str, Any]:
+    """The keyword arguments of :class:`PanopticDepthLabCheckpointer` that say in which order
+    the model and its checkpoints hold their classes, from a config:
+
+    * ``class_names``: the ``stuff_classes`` of ``DATASETS.TRAIN[0]`` (else ``TEST[0]``), the
+      model's classes in row order; ``None`` when that dataset is not registered or does not
+      list ``MODEL.SEM_SEG_HEAD.NUM_CLASSES`` classes (then nothing is moved).
+    * ``checkpoint_classes``: ``MODEL.PANOPTIC_DEPTHLAB.CHECKPOINT_CLASSES`` (checked when a
+      checkpoint is loaded).
+
+    Use: ``PanopticDepthLabCheckpointer(model, save_dir, **class_order_options(cfg))``.
+    """
+    from detectron2.data import MetadataCatalog
+
+    names = None
+    datasets = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
+    if datasets and datasets[0] in MetadataCatalog.list():
+        names = MetadataCatalog.get(datasets[0]).get("stuff_classes")
+    if names is not None and len(names) != cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES:
+        names = None
+    return {
+        "class_names": list(names) if names else None,
+        "checkpoint_classes": cfg.MODEL.PANOPTIC_DEPTHLAB.get("CHECKPOINT_CLASSES", ""),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # Parts of the model and the outputs they make
 
 #: The outputs a user sees, in this order: "panoptic" (classes and instances), "depth" (depth
@@ -399,11 +480,38 @@ class PanopticDepthLabCheckpointer(DetectionCheckpointer):
       skipped because their shapes differ. :attr:`part_states` holds each part's state and
       :attr:`untrained_outputs` the outputs made by a part not fully loaded; a WARNING names
       those parts and outputs.
+    * Class order: given the model's class names (``class_names``, in row order), a checkpoint
+      saved here stores them (``"class_names"``), and loading moves the rows of the semantic
+      classifier (:data:`CLASS_ROW_KEYS`) from the checkpoint's class order to the model's by
+      class name (compared by :func:`class_name_key`). The checkpoint's order is its own
+      ``"class_names"``, else ``checkpoint_classes`` (a name for :func:`class_order`, e.g.
+      ``"cityscapes"`` for a model-zoo Cityscapes checkpoint), else the model's (rows taken as
+      they are). A class without a counterpart keeps the model's initialized row: the head is
+      then "partly loaded", and a table (INFO) and a WARNING name the classes.
+      :attr:`class_mapping` holds what the last load did. Build both arguments from a config
+      with :func:`class_order_options`.
     """
 
-    def __init__(self, model: torch.nn.Module, save_dir: str = "", **kwargs: Any):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        save_dir: str = "",
+        *,
+        class_names: list[str] | None = None,
+        checkpoint_classes: str = "",
+        **kwargs: Any,
+    ):
         super().__init__(model, save_dir, **kwargs)
         self.logger = logger
+        #: The model's semantic classes in row order (None: unknown, rows never moved).
+        self.class_names = list(class_names) if class_names else None
+        #: The class order of checkpoints that do not name their classes ("" = the model's).
+        self.checkpoint_classes = checkpoint_classes
+        #: What the last :meth:`load` did to the classifier rows: None when they were taken as
+        #: they are, else ``{"source": <where the checkpoint's order came from>, "mapped":
+        #: {model class: checkpoint class}, "rows": {model class: checkpoint row}, "fresh":
+        #: [model classes left initialized]}``.
+        self.class_mapping: dict[str, Any] | None = None
         #: ``{part: "loaded" | "partly loaded" | "initialized"}`` for each top-level part of the
         #: model (``backbone``, ``sem_seg_head``, ``ins_embed_head``, ``depth_head``,
         #: ``next_frame_head``, ...), as the last :meth:`load` left it; all "initialized" before.
@@ -449,6 +557,8 @@ class PanopticDepthLabCheckpointer(DetectionCheckpointer):
             self.remove_stale_temporaries()
         data = {"model": self.model.state_dict()}
         data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        if self.class_names:
+            data["class_names"] = list(self.class_names)
         data.update(kwargs)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
@@ -530,7 +640,105 @@ class PanopticDepthLabCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: Any) -> _IncompatibleKeys:
         self._checkpoint_keys = [k.removeprefix("module.") for k in checkpoint["model"]]
+        self.class_mapping = None
+        self._map_class_rows(checkpoint)
         return super()._load_model(checkpoint)
+
+    def _checkpoint_class_order(self, checkpoint: dict[str, Any]) -> tuple[list[str], str] | None:
+        """(the checkpoint's class names in row order, where they come from), or None."""
+        names = checkpoint.get("class_names")
+        if names is not None:
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+                raise CheckpointError(
+                    f"{self._loading_path}: its 'class_names' entry is a "
+                    f"{type(names).__name__}, not a list of class names."
+                )
+            return list(names), "the checkpoint's class_names"
+        if self.checkpoint_classes:
+            return class_order(self.checkpoint_classes), (
+                f"{_CLASSES_KEY} {self.checkpoint_classes!r}"
+            )
+        return None
+
+    def _map_class_rows(self, checkpoint: dict[str, Any]) -> None:
+        """Move the classifier rows of ``checkpoint["model"]`` (in place) from the checkpoint's
+        class order to the model's, by class name; rows of classes the checkpoint lacks are the
+        model's current (initialized) rows. Sets :attr:`class_mapping`."""
+        if not self.class_names:
+            return
+        order = self._checkpoint_class_order(checkpoint)
+        if order is None:
+            return
+        source, origin = order
+        if source == self.class_names:
+            return
+        weights = checkpoint["model"]
+        model_state = self.model.state_dict()
+        row_of: dict[str, int] = {}
+        for row, name in enumerate(source):
+            row_of.setdefault(class_name_key(name), row)
+        rows = [row_of.get(class_name_key(name)) for name in self.class_names]
+        moved = False
+        for key in list(weights):
+            bare = key.removeprefix("module.")
+            if bare not in CLASS_ROW_KEYS or bare not in model_state:
+                continue
+            value = torch.as_tensor(weights[key])
+            if value.shape[0] != len(source):
+                raise CheckpointError(
+                    f"{self._loading_path}: {bare} has {value.shape[0]} class rows, but "
+                    f"{origin} names {len(source)} classes; set {_CLASSES_KEY} to the class "
+                    "order the checkpoint was trained with."
+                )
+            target = model_state[bare]
+            if value.shape[1:] != target.shape[1:]:
+                continue  # another head width: reported as a shape mismatch
+            mapped = target.detach().to("cpu", value.dtype, copy=True)
+            for row, found in enumerate(rows):
+                if found is not None:
+                    mapped[row] = value[found]
+            weights[key] = mapped
+            moved = True
+        if moved:
+            self.class_mapping = {
+                "source": origin,
+                "mapped": {
+                    name: source[row]
+                    for name, row in zip(self.class_names, rows, strict=True)
+                    if row is not None
+                },
+                "rows": {
+                    name: row
+                    for name, row in zip(self.class_names, rows, strict=True)
+                    if row is not None
+                },
+                "fresh": [
+                    name for name, row in zip(self.class_names, rows, strict=True) if row is None
+                ],
+            }
+
+    def _log_class_mapping(self) -> None:
+        """The class mapping table (INFO) and, for classes left initialized, a WARNING."""
+        mapping = self.class_mapping
+        if mapping is None:
+            return
+        source = mapping["source"]
+        rows = []
+        for row, name in enumerate(self.class_names or []):
+            found = mapping["mapped"].get(name)
+            text = f"{found} (row {mapping['rows'][name]})" if found is not None else None
+            rows.append((row, name, text or "(initialized)"))
+        table = tabulate(
+            rows, headers=["row", "class", f"from checkpoint class ({source})"], tablefmt="pipe"
+        )
+        self.logger.info(f"Semantic classifier rows moved by class name:\n{table}")
+        fresh = mapping["fresh"]
+        if fresh:
+            self.logger.warning(
+                f"{self._loading_path}: {len(fresh)} of {len(self.class_names or [])} classes "
+                f"have no counterpart among the checkpoint's classes ({source}) and start from "
+                f"initialization: {', '.join(fresh)}. Fine-tune them."
+            )
 
     def _log_incompatible_keys(self, incompatible: _IncompatibleKeys) -> None:
         mismatched_keys = {k for k, *_ in incompatible.incorrect_shapes}
@@ -547,6 +755,12 @@ class PanopticDepthLabCheckpointer(DetectionCheckpointer):
             state = "loaded" if fresh == 0 else "initialized" if loaded == 0 else "partly loaded"
             self.part_states[name] = state
             rows.append((name, state, loaded, missing[name], mismatched[name]))
+        if self.class_mapping and self.class_mapping["fresh"]:
+            # classifier rows of classes the checkpoint lacks kept their initialization
+            for i, row in enumerate(rows):
+                if row[0] == "sem_seg_head" and row[1] == "loaded":
+                    self.part_states["sem_seg_head"] = "partly loaded"
+                    rows[i] = (row[0], "partly loaded", *row[2:])
         table = tabulate(
             rows,
             headers=["part", "state", "tensors loaded", "not in checkpoint", "shape mismatch"],
@@ -558,6 +772,7 @@ class PanopticDepthLabCheckpointer(DetectionCheckpointer):
         self.logger.info(f"Checkpoint loaded into the model, per part:\n{table}")
         if problem is not None:
             raise CheckpointError(f"{self._loading_path}: wrong architecture: {problem}")
+        self._log_class_mapping()
         not_loaded = [(p, s) for p, s in self.part_states.items() if s != "loaded"]
         if not_loaded:
             parts = ", ".join(f"{p} ({s})" for p, s in not_loaded)

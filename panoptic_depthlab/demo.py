@@ -66,6 +66,7 @@ from .checkpoint import (
     CheckpointError,
     PanopticDepthLabCheckpointer,
     check_checkpoint_file,
+    class_order_options,
     untrained_outputs,
 )
 from .data.datasets.dvps import SEMKITTI_DEPTH_NAME
@@ -566,7 +567,7 @@ def build_demo_model(cfg: CfgNode) -> tuple[torch.nn.Module, list[str]]:
             "UNTRAINED. Pass trained weights: MODEL.WEIGHTS path/to/model_final.pth."
         )
         return model, list(OUTPUTS)
-    checkpointer = PanopticDepthLabCheckpointer(model)
+    checkpointer = PanopticDepthLabCheckpointer(model, **class_order_options(cfg))
     checkpointer.load(cfg.MODEL.WEIGHTS)
     return model, untrained_outputs(checkpointer.part_states)
 

@@ -30,6 +30,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from panoptic_depthlab.checkpoint import CheckpointError
+from panoptic_depthlab.config import ConfigValueError
 from panoptic_depthlab.demo import DemoInputError, find_sequences, run_demo
 from panoptic_depthlab.engine import LaunchError, fall_back_to_cpu, load_config
 from panoptic_depthlab.files import OutputError
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sequences = find_sequences(args.input)
         run_demo(cfg, sequences, args.output, args.pointcloud, args.focal_length)
-    except (DemoInputError, CheckpointError, OutputError) as error:
+    except (DemoInputError, CheckpointError, OutputError, ConfigValueError) as error:
         return _error(str(error))
     print(f"Pictures, videos and predictions are in {args.output}/")
     return 0

@@ -24,7 +24,12 @@ import os
 import sys
 import tempfile
 
-from panoptic_depthlab.checkpoint import CheckpointError, PanopticDepthLabCheckpointer
+from panoptic_depthlab.checkpoint import (
+    CheckpointError,
+    PanopticDepthLabCheckpointer,
+    class_order_options,
+)
+from panoptic_depthlab.config import ConfigValueError
 from panoptic_depthlab.engine import (
     DVPSTrainer,
     LaunchError,
@@ -109,7 +114,9 @@ def main(args: argparse.Namespace):
     cfg = setup(args)
     if args.eval_only:
         model = DVPSTrainer.build_model(cfg)
-        checkpointer = PanopticDepthLabCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer = PanopticDepthLabCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, **class_order_options(cfg)
+        )
         if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
             logger.warning(
                 "--eval-only without MODEL.WEIGHTS: the model is randomly initialized, so its "
@@ -132,7 +139,7 @@ def main(args: argparse.Namespace):
 
 def _user_error(error: BaseException, output_dir: str) -> str | None:
     """The one-line message for an error the user can act on, else None."""
-    if isinstance(error, (LaunchError, CheckpointError, OutputError)):
+    if isinstance(error, (LaunchError, CheckpointError, OutputError, ConfigValueError)):
         return str(error)
     if isinstance(error, OSError) and error.errno in _OUTPUT_ERRNOS:
         # a write outside panoptic_depthlab's atomic writes (log.txt, metrics.json, events)

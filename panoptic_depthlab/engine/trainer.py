@@ -18,7 +18,8 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 from fvcore.common.checkpoint import Checkpointer
 
-from ..checkpoint import PanopticDepthLabCheckpointer
+from ..checkpoint import PanopticDepthLabCheckpointer, class_order_options
+from ..config import ConfigValueError
 from ..data import DVPSDatasetMapper, build_dvps_train_loader
 from ..evaluation import DVPSEvaluator, inference_on_sequences
 from .hooks import PredictionImageHook
@@ -124,7 +125,7 @@ class DVPSTrainer(DefaultTrainer):
         self._trainer = trainer_class(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = PanopticDepthLabCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), **class_order_options(cfg)
         )
         self.checkpointer.remove_stale_temporaries()  # the main process's only
         self.start_iter = 0
@@ -183,7 +184,9 @@ class DVPSTrainer(DefaultTrainer):
         if name == "SGD":
             return super().build_optimizer(cfg, model)
         if name != "ADAM":
-            raise ValueError(f"SOLVER.OPTIMIZER = {cfg.SOLVER.OPTIMIZER!r}; expected ADAM or SGD.")
+            raise ConfigValueError(
+                f"SOLVER.OPTIMIZER = {cfg.SOLVER.OPTIMIZER!r}; expected ADAM or SGD."
+            )
         params = get_default_optimizer_params(
             model,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY,

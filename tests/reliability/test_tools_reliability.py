@@ -468,3 +468,16 @@ def test_config_file_and_override_errors_are_one_line(tmp_path):
         f"train_net.py: error: config {CONFIG} with overrides MODEL.NOPE 1: "
         "Non-existent key: MODEL.NOPE",
     )
+
+
+def test_config_value_the_model_cannot_use_is_one_line(small_root, tmp_path):
+    # A value checked when the model is built (ConfigValueError), in a launched worker.
+    result = run_tool(
+        "train_net.py", "--config-file", CONFIG, "--eval-only", "OUTPUT_DIR", tmp_path / "out",
+        "MODEL.PANOPTIC_DEPTHLAB.ASPP_POOLING", "window", env=env_for(small_root),
+    )  # fmt: skip
+    assert_user_error(
+        result,
+        "train_net.py: error: MODEL.PANOPTIC_DEPTHLAB.ASPP_POOLING='window': expected one of "
+        "['crop', 'global'].",
+    )
