@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.layers import Conv2d, DepthwiseSeparableConv2d, ShapeSpec
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 from detectron2.utils.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import ConfigValueError
 from .layers import conv_head, instance_branch_decoder_args
 
 __all__ = [
@@ -53,7 +54,7 @@ class DepthPredictor(nn.Module):
     ):
         super().__init__()
         if not 0 <= min_depth < max_depth:
-            raise ValueError(
+            raise ConfigValueError(
                 f"MODEL.DEPTH_HEAD.MIN_DEPTH={min_depth}, MAX_DEPTH={max_depth}: expected "
                 "0 <= MIN_DEPTH < MAX_DEPTH (meters)."
             )
@@ -69,8 +70,11 @@ class DepthPredictor(nn.Module):
         return self.min_depth + torch.sigmoid(y) * (self.max_depth - self.min_depth)
 
 
-def _upsample(depth: torch.Tensor, stride: int) -> torch.Tensor:
-    return F.interpolate(depth, scale_factor=stride, mode="bilinear", align_corners=False)
+def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(N, C, h, w) -> (N, C, h * factor, w * factor), bilinear (Detectron2's corners rule)."""
+    if factor == 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
 @DEPTH_HEAD_REGISTRY.register()
@@ -115,40 +119,87 @@ class DepthHead(DeepLabV3PlusHead):
 
 @DEPTH_HEAD_REGISTRY.register()
 class SemanticDecoderDepthHead(nn.Module):
-    """The light variant: a depth predictor on the semantic decoder's output features."""
+    """ViP-DeepLab's depth head: a light head on the semantic decoder's output features.
+
+    The semantic decoder's features (N, C, H / s, W / s) at its stride s
+    (``MODEL.SEM_SEG_HEAD.COMMON_STRIDE``, 4) are upsampled bilinearly to the head's stride
+    (``MODEL.DEPTH_HEAD.COMMON_STRIDE``, 2 in ViP-DeepLab), then one 5x5 depthwise-separable
+    conv (depthwise 5x5 + norm + ReLU, pointwise to ``MODEL.DEPTH_HEAD.HEAD_CHANNELS`` + norm +
+    ReLU; 64 channels in ViP-DeepLab) and a 1x1 predictor give
+    ``MIN_DEPTH + sigmoid(x) * (MAX_DEPTH - MIN_DEPTH)`` meters, upsampled to the input size.
+    """
 
     @configurable
     def __init__(
         self,
         *,
         in_channels: int,
+        in_stride: int,
         common_stride: int,
         norm: str | Callable,
         head_channels: int,
         min_depth: float,
         max_depth: float,
     ):
+        """
+        Args:
+            in_channels: channels of the semantic decoder's features.
+            in_stride: stride of the semantic decoder's features (input pixels per feature).
+            common_stride: stride the head runs at; must divide ``in_stride``.
+            norm: normalization after each conv (Detectron2's ``get_norm`` names).
+            head_channels: channels of the head's conv.
+            min_depth, max_depth: output range in meters.
+        """
         super().__init__()
-        self.common_stride = common_stride
-        self.depth_predictor = DepthPredictor(
-            in_channels, head_channels, norm, min_depth, max_depth
+        if common_stride < 1 or in_stride % common_stride:
+            raise ConfigValueError(
+                f"MODEL.DEPTH_HEAD.COMMON_STRIDE={common_stride}: expected a divisor of the "
+                f"semantic decoder's stride MODEL.SEM_SEG_HEAD.COMMON_STRIDE={in_stride}."
+            )
+        if not 0 <= min_depth < max_depth:
+            raise ConfigValueError(
+                f"MODEL.DEPTH_HEAD.MIN_DEPTH={min_depth}, MAX_DEPTH={max_depth}: expected "
+                "0 <= MIN_DEPTH < MAX_DEPTH (meters)."
+            )
+        self.in_stride, self.common_stride = in_stride, common_stride
+        self.head = DepthwiseSeparableConv2d(
+            in_channels,
+            head_channels,
+            kernel_size=5,
+            padding=2,
+            norm1=norm,
+            activation1=F.relu,
+            norm2=norm,
+            activation2=F.relu,
         )
+        self.predictor = Conv2d(head_channels, 1, kernel_size=1)
+        nn.init.normal_(self.predictor.weight, 0, 0.001)
+        nn.init.constant_(self.predictor.bias, 0)
+        self.min_depth, self.max_depth = min_depth, max_depth
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
         del input_shape  # reads the semantic decoder, not the backbone
         return {
             "in_channels": cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM,
-            "common_stride": cfg.MODEL.SEM_SEG_HEAD.COMMON_STRIDE,
+            "in_stride": cfg.MODEL.SEM_SEG_HEAD.COMMON_STRIDE,
+            "common_stride": cfg.MODEL.DEPTH_HEAD.COMMON_STRIDE,
             "norm": cfg.MODEL.SEM_SEG_HEAD.NORM,
             "head_channels": cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS,
             "min_depth": cfg.MODEL.DEPTH_HEAD.MIN_DEPTH,
             "max_depth": cfg.MODEL.DEPTH_HEAD.MAX_DEPTH,
         }
 
+    def head_features(self, semantic_features: torch.Tensor) -> torch.Tensor:
+        """(N, C, H / in_stride, W / in_stride) decoder features -> (N, HEAD_CHANNELS,
+        H / common_stride, W / common_stride) features of the head, before the predictor."""
+        return self.head(_upsample(semantic_features, self.in_stride // self.common_stride))
+
     def forward(
         self, features: dict[str, torch.Tensor], semantic_features: torch.Tensor
     ) -> torch.Tensor:
         """Depth (N, 1, H, W) in meters at the input resolution."""
         del features
-        return _upsample(self.depth_predictor(semantic_features), self.common_stride)
+        y = self.predictor(self.head_features(semantic_features))
+        depth = self.min_depth + torch.sigmoid(y) * (self.max_depth - self.min_depth)
+        return _upsample(depth, self.common_stride)

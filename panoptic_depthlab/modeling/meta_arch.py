@@ -14,7 +14,9 @@ from detectron2.projects.panoptic_deeplab import PanopticDeepLab
 from detectron2.structures import ImageList
 from torch.nn import functional as F
 
+from ..config import ConfigValueError
 from ..panoptic_ids import TRACK_LABEL_DIVISOR
+from .aspp_pooling import set_aspp_pooling
 from .depth_head import build_depth_head
 from .losses import (
     UncertaintyWeighting,
@@ -27,6 +29,7 @@ from .losses import (
 from .next_frame_head import NextFrameHead
 from .post_processing import panoptic_depth_inference
 from .stitching import InstanceTracker
+from .test_time_augmentation import TestTimeAugmentation
 
 __all__ = ["PanopticDepthLab"]
 
@@ -56,25 +59,36 @@ class PanopticDepthLab(PanopticDeepLab):
     :meth:`inference_sequence` use ``TRACK_LABEL_DIVISOR`` instead, see
     :mod:`panoptic_depthlab.panoptic_ids`); every segment has ``id``, ``category_id``,
     ``isthing``, ``area``, ``depth_mean``, ``depth_median`` and ``depth_valid_pixels``.
-    Detectron2's per-instance ``instances`` output is not produced.
+    Detectron2's per-instance ``instances`` output is not produced. With
+    ``MODEL.PANOPTIC_DEEPLAB.BENCHMARK_NETWORK_SPEED`` inference runs the backbone and every
+    head, then returns ``[]`` (no post-processing), as Detectron2's Panoptic-DeepLab does.
 
-    The ASPP image pooling is a global average at every input size: Detectron2 sizes it from
-    the training crop, which equals a global average on the crop but breaks on other sizes.
+    The ASPP image pooling of every head follows ``MODEL.PANOPTIC_DEPTHLAB.ASPP_POOLING``
+    (a training-crop window where it divides the features, else global; or always global): see
+    :class:`~panoptic_depthlab.modeling.aspp_pooling.CropWindowPool2d`.
     """
 
     def __init__(self, cfg: CfgNode):
         head_cfg = cfg.clone()
         head_cfg.defrost()
-        head_cfg.INPUT.CROP.ENABLED = False  # Detectron2's heads then pool globally
+        # Detectron2's heads then pool globally (it raises on crops its stride does not
+        # divide); set_aspp_pooling below installs the configured pooling
+        head_cfg.INPUT.CROP.ENABLED = False
         super().__init__(head_cfg)
         shape = self.backbone.output_shape()
         self.depth_head = build_depth_head(head_cfg, shape)
         enabled = cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED
         self.next_frame_head = NextFrameHead(head_cfg, shape) if enabled else None
+        set_aspp_pooling(
+            [self.sem_seg_head, self.ins_embed_head, self.depth_head, self.next_frame_head],
+            shape,
+            cfg.MODEL.PANOPTIC_DEPTHLAB.ASPP_POOLING,
+            tuple(cfg.INPUT.CROP.SIZE) if cfg.INPUT.CROP.ENABLED else None,
+        )
 
         depth = cfg.MODEL.DEPTH_HEAD
         if depth.LOSS_TYPE not in _DEPTH_LOSSES:
-            raise ValueError(
+            raise ConfigValueError(
                 f"MODEL.DEPTH_HEAD.LOSS_TYPE={depth.LOSS_TYPE!r}: expected one of "
                 f"{sorted(_DEPTH_LOSSES)}."
             )
@@ -91,6 +105,8 @@ class PanopticDepthLab(PanopticDeepLab):
             tasks.append("loss_next_offset")
         weighting = cfg.MODEL.PANOPTIC_DEPTHLAB.UNCERTAINTY_WEIGHTING
         self.uncertainty = UncertaintyWeighting(tasks) if weighting else None
+        # TEST.AUG.ENABLED: every inference path averages the heads over the views
+        self.tta = TestTimeAugmentation(cfg) if cfg.TEST.AUG.ENABLED else None
 
     def _size_divisibility(self) -> int:
         return (
@@ -113,12 +129,24 @@ class PanopticDepthLab(PanopticDeepLab):
         return ImageList.from_tensors(tensors, self._size_divisibility(), pad_value).tensor
 
     def _semantic(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(decoder features, logits), both at the head's stride."""
+        """(decoder features (N, CONVS_DIM, H / s, W / s), logits (N, C, H / s, W / s)) at the
+        semantic head's stride s.
+
+        Detectron2's ``PanopticDeepLabSemSegHead.layers`` returns only the logits; its two
+        halves are called here (the DeepLabV3+ decoder, then ``head`` and ``predictor``) so that
+        ``SemanticDecoderDepthHead`` reads the decoder's output without a second decoder pass.
+        """
         head = self.sem_seg_head
         decoded = DeepLabV3PlusHead.layers(head, features)
         return decoded, head.predictor(head.head(decoded))
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
+        if not self.training and self.tta is not None:
+            augmented = [self._augmented_maps(x) for x in batched_inputs]
+            if self.benchmark_network_speed:
+                return []
+            pairs = zip(batched_inputs, augmented, strict=True)
+            return [self._postprocess(x, size, maps) for x, (size, maps, _) in pairs]
         images = self._images(batched_inputs, "image")
         if self.training and self.next_frame_head is not None:
             n = len(batched_inputs)
@@ -133,6 +161,10 @@ class PanopticDepthLab(PanopticDeepLab):
             depth = self.depth_head(features, decoded)
             return self._losses(batched_inputs, features, next_features, sem_logits, depth)
         maps = self._head_maps(features, None)
+        if self.benchmark_network_speed:
+            # MODEL.PANOPTIC_DEEPLAB.BENCHMARK_NETWORK_SPEED: time the network alone, as
+            # Detectron2's PanopticDeepLab does: every head ran, no post-processing, no outputs.
+            return []
         return [
             self._postprocess(x, size, {k: v[i] for k, v in maps.items()})
             for i, (x, size) in enumerate(zip(batched_inputs, images.image_sizes, strict=True))
@@ -161,6 +193,36 @@ class PanopticDepthLab(PanopticDeepLab):
         if previous_features is not None:
             maps["next_offset"] = self.next_frame_head(previous_features, features)
         return maps
+
+    def _view_head_maps(
+        self, views: list[torch.Tensor], previous_features: dict[str, torch.Tensor] | None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(:meth:`_head_maps`, backbone features) of a batch of same-size (C, h, w) views: the
+        ``run`` of :meth:`TestTimeAugmentation.head_maps`."""
+        images = self._images([{"image": v} for v in views], "image")
+        features = self.backbone(images.tensor)
+        return self._head_maps(features, previous_features), features
+
+    def _augmented_maps(
+        self, inputs: dict[str, Any], previous: list[dict[str, torch.Tensor]] | None = None
+    ) -> tuple[tuple[int, int], dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """One frame's head maps averaged over the views of ``TEST.AUG``.
+
+        Args:
+            inputs: the frame's input dict.
+            previous: the previous frame's backbone features, one dict per scale (as returned
+                here), or None.
+
+        Returns:
+            (size, maps, features): the frame's requested (height, width) (default: the
+            input's), where the maps (C, height, width) were averaged (see
+            :meth:`_head_maps`; ``sem_seg`` logits), and the backbone features of each scale's
+            views for the next frame of a sequence.
+        """
+        image = inputs["image"].to(self.device)
+        size = (inputs.get("height", image.shape[-2]), inputs.get("width", image.shape[-1]))
+        maps, features = self.tta.head_maps(image, size, self._view_head_maps, previous)
+        return size, maps, features
 
     @torch.no_grad()
     def inference_sequence(self, frames: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -198,12 +260,16 @@ class PanopticDepthLab(PanopticDeepLab):
                     f"(padded {tuple(images.tensor.shape[2:])}); the previous frames were padded "
                     f"to {tuple(previous[0][2:])}. All frames of a sequence must have one size."
                 )
-            features = self.backbone(images.tensor)
-            maps = self._head_maps(features, previous[1] if previous is not None else None)
+            if self.tta is not None:  # the views, each with its view of the previous frame
+                size, maps, features = self._augmented_maps(
+                    inputs, previous[1] if previous is not None else None
+                )
+            else:
+                features = self.backbone(images.tensor)
+                maps = self._head_maps(features, previous[1] if previous is not None else None)
+                size, maps = images.image_sizes[0], {k: v[0] for k, v in maps.items()}
             previous = (images.tensor.shape, features)
-            output = self._postprocess(
-                inputs, images.image_sizes[0], {k: v[0] for k, v in maps.items()}
-            )
+            output = self._postprocess(inputs, size, maps)
             output["panoptic_seg"] = tracker.update(
                 *output["panoptic_seg"], output.pop("next_offset", None)
             )

@@ -29,6 +29,7 @@ def load(name: str):
     [
         ("vip_depth.yaml", True, "silog_rel"),
         ("cityscapes_dvps/single_frame_depth.yaml", False, "l1"),
+        ("cityscapes_dvps/vip_deeplab_reference.yaml", True, "silog_rel"),
     ],
 )
 def test_config_builds_a_model_with_the_model_zoo_keys(name, next_frame, loss):
@@ -68,19 +69,79 @@ def test_semkitti_config_has_its_crop_and_sparse_label_settings():
     cfg = load("semkitti_dvps/vip_depth.yaml")
     assert cfg.DATASETS.TRAIN == ("semkitti_dvps_train",)
     assert tuple(cfg.INPUT.CROP.SIZE) == (385, 1281)
-    assert cfg.INPUT.SMALL_INSTANCE_AREA < 4096 and cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K < 0.2
+    # deeplab2's effective settings on sparse labels: every labelled pixel in the semantic loss
+    assert (cfg.INPUT.SMALL_INSTANCE_AREA, cfg.INPUT.SMALL_INSTANCE_WEIGHT) == (4096, 3)
+    assert (cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K, cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT) == (1.0, 20.0)
     # the same network as the Cityscapes-DVPS headline config, so the same checkpoints load
     assert cfg.MODEL.WEIGHTS == load("vip_depth.yaml").MODEL.WEIGHTS
 
 
-def test_bs32_config_keeps_the_lr_per_image_of_the_model_zoo():
-    cfg = load("cityscapes_dvps/vip_depth_bs32.yaml")
-    base = load("vip_depth.yaml")
-    assert (
-        cfg.SOLVER.BASE_LR / cfg.SOLVER.IMS_PER_BATCH
-        == base.SOLVER.BASE_LR / base.SOLVER.IMS_PER_BATCH
+# deeplab2's ViP-DeepLab on Cityscapes-DVPS: Adam 2.5e-4 at 16 frame pairs, 120k steps.
+DEEPLAB2_LR_PER_PAIR = 0.00025 / 16
+DEEPLAB2_PAIRS = 16 * 120000
+
+
+@pytest.mark.parametrize(
+    "name,pairs,lr,iterations",
+    [
+        ("vip_depth.yaml", 8, 0.000125, 240000),
+        ("semkitti_dvps/vip_depth.yaml", 8, 0.000125, 240000),
+        ("cityscapes_dvps/vip_depth_bs32.yaml", 32, 0.0005, 60000),
+        ("cityscapes_dvps/vip_deeplab_reference.yaml", 16, 0.00025, 120000),
+        ("cityscapes_dvps/single_frame_depth.yaml", 16, 0.00025, 120000),
+    ],
+)
+def test_budget_matches_deeplab2_in_samples_and_lr_per_sample(name, pairs, lr, iterations):
+    solver = load(name).SOLVER
+    assert (solver.IMS_PER_BATCH, solver.BASE_LR, solver.MAX_ITER) == (pairs, lr, iterations)
+    assert solver.BASE_LR / solver.IMS_PER_BATCH == DEEPLAB2_LR_PER_PAIR
+    assert solver.MAX_ITER * solver.IMS_PER_BATCH == DEEPLAB2_PAIRS
+    assert (solver.OPTIMIZER, solver.LR_SCHEDULER_NAME, solver.POLY_LR_POWER) == (
+        "ADAM",
+        "WarmupPolyLR",
+        0.9,
     )
-    assert (
-        cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH
-        == base.SOLVER.MAX_ITER * base.SOLVER.IMS_PER_BATCH
-    )
+    # the periods in pairs are those of 16 pairs x (1000-step warmup, 5k, 20k); deeplab2 has no
+    # warmup, and the reference preset neither
+    cfg = load(name)
+    warmup = 0 if "reference" in name else 16 * 1000
+    assert solver.WARMUP_ITERS * pairs == warmup
+    assert solver.CHECKPOINT_PERIOD * pairs == 16 * 5000
+    assert cfg.TEST.EVAL_PERIOD * pairs == 16 * 20000
+
+
+def test_reference_preset_is_the_vip_deeplab_recipe():
+    cfg = load("cityscapes_dvps/vip_deeplab_reference.yaml")
+    assert cfg.MODEL.DEPTH_HEAD.NAME == "SemanticDecoderDepthHead"
+    assert (cfg.MODEL.DEPTH_HEAD.COMMON_STRIDE, cfg.MODEL.DEPTH_HEAD.HEAD_CHANNELS) == (2, 64)
+    assert (cfg.MODEL.DEPTH_HEAD.MIN_DEPTH, cfg.MODEL.DEPTH_HEAD.MAX_DEPTH) == (0.0, 88.0)
+    assert cfg.MODEL.PANOPTIC_DEPTHLAB.ASPP_POOLING == "crop"
+    deeplab = cfg.MODEL.PANOPTIC_DEEPLAB
+    assert (deeplab.NMS_KERNEL, deeplab.TOP_K_INSTANCE) == (13, 400)
+    assert (deeplab.STUFF_AREA, deeplab.CENTER_THRESHOLD) == (2048, 0.1)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert (model.nms_kernel, model.top_k) == (13, 400)
+    head = model.depth_head
+    assert (head.in_stride, head.common_stride) == (4, 2)
+    assert tuple(head.head.depthwise.weight.shape) == (256, 1, 5, 5)  # the decoder's 256 channels
+    assert tuple(head.head.pointwise.weight.shape) == (64, 256, 1, 1)
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if not n.split("/")[-1].startswith("Base-")])
+def test_every_shipped_config_runs_a_forward_pass(name):
+    cfg = load(name)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    image = torch.randint(0, 256, (3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        (output,) = model([{"image": image}])
+    classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    assert tuple(output["sem_seg"].shape) == (classes, 64, 128)
+    assert tuple(output["depth"].shape) == (64, 128)
+    depth = cfg.MODEL.DEPTH_HEAD
+    assert depth.MIN_DEPTH <= output["depth"].min() <= output["depth"].max() <= depth.MAX_DEPTH
+    panoptic, segments = output["panoptic_seg"]
+    assert tuple(panoptic.shape) == (64, 128) and panoptic.dtype == torch.int64
+    ids = set(panoptic.unique().tolist()) - {-1}
+    assert ids == {s["id"] for s in segments}
