@@ -28,6 +28,7 @@ from .losses import (
 )
 from .next_frame_head import NextFrameHead
 from .post_processing import panoptic_depth_inference
+from .semantic_loss import DEEPLAB2_HARD_PIXEL_MINING, TopKNonZeroMeanCE
 from .stitching import InstanceTracker
 from .test_time_augmentation import TestTimeAugmentation
 
@@ -74,7 +75,13 @@ class PanopticDepthLab(PanopticDeepLab):
         # Detectron2's heads then pool globally (it raises on crops its stride does not
         # divide); set_aspp_pooling below installs the configured pooling
         head_cfg.INPUT.CROP.ENABLED = False
+        semantic = cfg.MODEL.SEM_SEG_HEAD
+        deeplab2_loss = semantic.LOSS_TYPE == DEEPLAB2_HARD_PIXEL_MINING
+        if deeplab2_loss:  # a loss Detectron2's head does not know: set after it is built
+            head_cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "hard_pixel_mining"
         super().__init__(head_cfg)
+        if deeplab2_loss:
+            self.sem_seg_head.loss = TopKNonZeroMeanCE(semantic.IGNORE_VALUE, semantic.LOSS_TOP_K)
         shape = self.backbone.output_shape()
         self.depth_head = build_depth_head(head_cfg, shape)
         enabled = cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED

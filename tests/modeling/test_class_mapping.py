@@ -221,9 +221,9 @@ def test_semkitti_config_has_deeplab2s_effective_settings():
     add_panoptic_depthlab_config(cfg)
     cfg.merge_from_file("configs/semkitti_dvps/vip_depth.yaml")
     assert cfg.INPUT.SMALL_INSTANCE_AREA == 4096 and cfg.INPUT.SMALL_INSTANCE_WEIGHT == 3
-    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE == "hard_pixel_mining"
-    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K == 1.0
-    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT == 20.0
+    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE == "deeplab2_hard_pixel_mining"
+    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K == 0.2
+    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT == 1.0
     assert cfg.INPUT.CROP.SIZE == (385, 1281)
     options = class_order_options(cfg)
     assert options["checkpoint_classes"] == "cityscapes"

@@ -71,7 +71,12 @@ def test_semkitti_config_has_its_crop_and_sparse_label_settings():
     assert tuple(cfg.INPUT.CROP.SIZE) == (385, 1281)
     # deeplab2's effective settings on sparse labels: every labelled pixel in the semantic loss
     assert (cfg.INPUT.SMALL_INSTANCE_AREA, cfg.INPUT.SMALL_INSTANCE_WEIGHT) == (4096, 3)
-    assert (cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K, cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT) == (1.0, 20.0)
+    semantic = cfg.MODEL.SEM_SEG_HEAD
+    assert (semantic.LOSS_TYPE, semantic.LOSS_TOP_K, semantic.LOSS_WEIGHT) == (
+        "deeplab2_hard_pixel_mining",
+        0.2,
+        1.0,
+    )
     # the same network as the Cityscapes-DVPS headline config, so the same checkpoints load
     assert cfg.MODEL.WEIGHTS == load("vip_depth.yaml").MODEL.WEIGHTS
 
