@@ -1,4 +1,5 @@
-"""CPU overfit check: a small PanopticDepthLab learns one synthetic frame pair (about a minute)."""
+"""CPU overfit check: a small PanopticDepthLab learns one synthetic frame pair to PQ > 90
+(about 1.5 minutes on 2 cores)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from tests.conftest import small_model_cfg
 
 FORMAT = "cityscapes_dvps"
-HEIGHT, WIDTH, ITERATIONS = 128, 256, 200
-# Issue #4 asks for PQ > 90 after 200 iterations in under 2 minutes; that point is blocked. At
-# 128x256 this model reaches PQ 84 (86 to 87 with a 128-channel semantic head), and 90 only after
-# 300 iterations: segments below the output stride (a 10-pixel person, a 19-pixel rider, a 50-pixel
-# traffic light) are learned last. At 256x512 it reaches 92 after 200 iterations, but training takes
-# about 200 s on the 2-core CI machine. The bound below guards what is reached.
-MIN_PQ = 75
+HEIGHT, WIDTH, ITERATIONS = 256, 512, 230
+# Issue #15 asks for PQ > 90, suggesting 300 iterations at 128x256. There PQ does not settle: 89.3,
+# 90.2 and 82.3 after 300, 400 and 500 iterations (82.5 after 300 with poly decay), because
+# segments below the output stride (a 10-pixel person, a 19-pixel rider, a 50-pixel traffic
+# light) come and go. At 256x512 it rises steadily: 90.1, 91.5 and 92.4 after 170, 200 and 230
+# iterations (93 s on a 2-core Xeon), so the bound holds with a margin.
+MIN_PQ = 90
 
 
 def panoptic_quality(pred: np.ndarray, gt: np.ndarray, void: int, divisor: int) -> float:
@@ -79,4 +80,5 @@ def test_small_model_overfits_one_pair(tmp_path):
     pq = panoptic_quality(
         pred, gt, meta["ignore_label"] * meta["label_divisor"], meta["label_divisor"]
     )
+    print(f"overfit PQ {pq:.2f}")
     assert pq > MIN_PQ, pq
