@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, DepthwiseSeparableConv2d, ShapeSpec
+from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 from detectron2.utils.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigValueError
-from .layers import conv_head, instance_branch_decoder_args
+from .layers import conv_head, instance_branch_decoder_args, separable_conv_head
 
 __all__ = [
     "DEPTH_HEAD_REGISTRY",
@@ -40,6 +40,20 @@ def build_depth_head(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> nn.Modu
     return DEPTH_HEAD_REGISTRY.get(name)(cfg, input_shape)
 
 
+def _depth_predictor(head_channels: int, min_depth: float, max_depth: float) -> Conv2d:
+    """The 1x1 conv to one channel (weights N(0, 0.001), bias 0: sigmoid(0) = mid-range at
+    the start), after checking the output range ``0 <= min_depth < max_depth`` meters."""
+    if not 0 <= min_depth < max_depth:
+        raise ConfigValueError(
+            f"MODEL.DEPTH_HEAD.MIN_DEPTH={min_depth}, MAX_DEPTH={max_depth}: expected "
+            "0 <= MIN_DEPTH < MAX_DEPTH (meters)."
+        )
+    predictor = Conv2d(head_channels, 1, kernel_size=1)
+    nn.init.normal_(predictor.weight, 0, 0.001)
+    nn.init.constant_(predictor.bias, 0)
+    return predictor
+
+
 class DepthPredictor(nn.Module):
     """Two 3x3 conv layers (:func:`conv_head`), a 1x1 predictor, then
     ``min + sigmoid(x) * (max - min)`` meters."""
@@ -53,15 +67,8 @@ class DepthPredictor(nn.Module):
         max_depth: float,
     ):
         super().__init__()
-        if not 0 <= min_depth < max_depth:
-            raise ConfigValueError(
-                f"MODEL.DEPTH_HEAD.MIN_DEPTH={min_depth}, MAX_DEPTH={max_depth}: expected "
-                "0 <= MIN_DEPTH < MAX_DEPTH (meters)."
-            )
         self.head = conv_head(in_channels, head_channels, norm)
-        self.predictor = Conv2d(head_channels, 1, kernel_size=1)
-        nn.init.normal_(self.predictor.weight, 0, 0.001)
-        nn.init.constant_(self.predictor.bias, 0)
+        self.predictor = _depth_predictor(head_channels, min_depth, max_depth)
         self.min_depth, self.max_depth = min_depth, max_depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,25 +163,9 @@ class SemanticDecoderDepthHead(nn.Module):
                 f"MODEL.DEPTH_HEAD.COMMON_STRIDE={common_stride}: expected a divisor of the "
                 f"semantic decoder's stride MODEL.SEM_SEG_HEAD.COMMON_STRIDE={in_stride}."
             )
-        if not 0 <= min_depth < max_depth:
-            raise ConfigValueError(
-                f"MODEL.DEPTH_HEAD.MIN_DEPTH={min_depth}, MAX_DEPTH={max_depth}: expected "
-                "0 <= MIN_DEPTH < MAX_DEPTH (meters)."
-            )
         self.in_stride, self.common_stride = in_stride, common_stride
-        self.head = DepthwiseSeparableConv2d(
-            in_channels,
-            head_channels,
-            kernel_size=5,
-            padding=2,
-            norm1=norm,
-            activation1=F.relu,
-            norm2=norm,
-            activation2=F.relu,
-        )
-        self.predictor = Conv2d(head_channels, 1, kernel_size=1)
-        nn.init.normal_(self.predictor.weight, 0, 0.001)
-        nn.init.constant_(self.predictor.bias, 0)
+        self.head = separable_conv_head(in_channels, head_channels, norm)
+        self.predictor = _depth_predictor(head_channels, min_depth, max_depth)
         self.min_depth, self.max_depth = min_depth, max_depth
 
     @classmethod

@@ -7,11 +7,11 @@ from typing import Any
 
 import fvcore.nn.weight_init as weight_init
 from detectron2.config import CfgNode
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, DepthwiseSeparableConv2d, ShapeSpec, get_norm
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["conv_head", "instance_branch_decoder_args"]
+__all__ = ["conv_head", "instance_branch_decoder_args", "separable_conv_head"]
 
 
 def conv_head(in_channels: int, out_channels: int, norm: str | Callable) -> nn.Sequential:
@@ -33,6 +33,24 @@ def conv_head(in_channels: int, out_channels: int, norm: str | Callable) -> nn.S
     for layer in layers:
         weight_init.c2_xavier_fill(layer)
     return nn.Sequential(*layers)
+
+
+def separable_conv_head(
+    in_channels: int, out_channels: int, norm: str | Callable
+) -> DepthwiseSeparableConv2d:
+    """One 5x5 depthwise-separable conv (depthwise 5x5 + norm + ReLU, pointwise to
+    ``out_channels`` + norm + ReLU), as Detectron2's heads use with
+    ``USE_DEPTHWISE_SEPARABLE_CONV`` and ViP-DeepLab's depth head."""
+    return DepthwiseSeparableConv2d(
+        in_channels,
+        out_channels,
+        kernel_size=5,
+        padding=2,
+        norm1=norm,
+        activation1=F.relu,
+        norm2=norm,
+        activation2=F.relu,
+    )
 
 
 def instance_branch_decoder_args(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, DepthwiseSeparableConv2d, ShapeSpec
+from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import conv_head, instance_branch_decoder_args
+from .layers import conv_head, instance_branch_decoder_args, separable_conv_head
 
 __all__ = ["NextFrameHead"]
 
@@ -53,16 +53,7 @@ class NextFrameHead(DeepLabV3PlusHead):
         self.deepest = deepest
         self.next_loss_weight = loss_weight
         if use_depthwise_separable_conv:
-            self.offset_head = DepthwiseSeparableConv2d(
-                decoder_channels[0],
-                head_channels,
-                kernel_size=5,
-                padding=2,
-                norm1=norm,
-                activation1=F.relu,
-                norm2=norm,
-                activation2=F.relu,
-            )
+            self.offset_head = separable_conv_head(decoder_channels[0], head_channels, norm)
         else:
             self.offset_head = conv_head(decoder_channels[0], head_channels, norm)
         self.offset_predictor = Conv2d(head_channels, 2, kernel_size=1)
