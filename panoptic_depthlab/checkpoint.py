@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
 from fvcore.common.checkpoint import _IncompatibleKeys
 from tabulate import tabulate
 
@@ -36,6 +37,7 @@ __all__ = [
     "class_name_key",
     "class_order",
     "class_order_options",
+    "download_checkpoint",
     "untrained_outputs",
 ]
 
@@ -55,6 +57,26 @@ _ZIP_END = b"PK\x05\x06"  # end-of-central-directory record, the last 22 bytes o
 # number 0x1950a86a20f9469cfc6c comes first
 _TORCH_LEGACY_START = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _AGAIN = "copy or download it again, or use another checkpoint"
+
+
+def download_checkpoint(path: str) -> None:
+    """Download a ``MODEL.WEIGHTS`` URL (``detectron2://``, ``https://``) into Detectron2's
+    cache, or find it there, so that a machine without the network fails before any work;
+    nothing for a local path.
+
+    Raises:
+        CheckpointError: the download failed; the message names the URL and the reason.
+    """
+    if _local_path(path) is not None:
+        return
+    try:
+        PathManager.get_local_path(urlparse(path)._replace(query="").geturl())
+    except OSError as e:
+        reason = getattr(e, "reason", None) or e.strerror or e
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {path}: cannot download it ({reason}). Download it where the "
+            "network is reachable and pass the local file: MODEL.WEIGHTS path/to/model.pkl."
+        ) from e
 
 
 def _local_path(path: str) -> str | None:

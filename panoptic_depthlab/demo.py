@@ -49,7 +49,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -58,15 +57,14 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
-from detectron2.utils.file_io import PathManager
 from tqdm import tqdm
 
 from .checkpoint import (
     OUTPUTS,
-    CheckpointError,
     PanopticDepthLabCheckpointer,
     check_checkpoint_file,
     class_order_options,
+    download_checkpoint,
     untrained_outputs,
 )
 from .data.datasets.dvps import SEMKITTI_DEPTH_NAME
@@ -524,26 +522,6 @@ class _VideoWriter:
                 os.remove(self.tmp)
 
 
-def _download_weights(weights: str) -> None:
-    """Download (or find in Detectron2's cache) a ``MODEL.WEIGHTS`` URL (``detectron2://``,
-    ``https://``), so that a machine without the network fails before any work.
-
-    Raises:
-        CheckpointError: the download failed; the message names the URL and the reason.
-    """
-    url = urlparse(weights)
-    if not url.scheme or len(url.scheme) == 1:  # a local path (or a Windows drive letter)
-        return
-    try:
-        PathManager.get_local_path(url._replace(query="").geturl())
-    except OSError as e:
-        reason = getattr(e, "reason", None) or e.strerror or e
-        raise CheckpointError(
-            f"MODEL.WEIGHTS {weights}: cannot download it ({reason}). Download it where the "
-            "network is reachable and pass the local file: MODEL.WEIGHTS path/to/model.pkl."
-        ) from e
-
-
 def build_demo_model(cfg: CfgNode) -> tuple[torch.nn.Module, list[str]]:
     """The config's model in eval mode with ``MODEL.WEIGHTS`` loaded, and its untrained outputs.
 
@@ -607,7 +585,7 @@ def run_demo(
     default_focal = getattr(meta, "focal_length", None)
     if cfg.MODEL.WEIGHTS:
         check_checkpoint_file(cfg.MODEL.WEIGHTS)
-        _download_weights(cfg.MODEL.WEIGHTS)
+        download_checkpoint(cfg.MODEL.WEIGHTS)
     check_writable(output_dir)
     model, untrained = build_demo_model(cfg)
     meta = model.meta
