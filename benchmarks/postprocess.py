@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from detectron2.projects.panoptic_deeplab.post_processing import get_panoptic_segmentation
 
-from panoptic_depthlab.modeling.post_processing import panoptic_depth_inference
+from panoptic_depthlab.runtime.post_processing import panoptic_depth_inference
 
 HEIGHT, WIDTH = 1024, 2048
 ROAD, SIDEWALK, BUILDING, POLE, LIGHT, SIGN, VEGETATION, SKY = 0, 1, 2, 5, 6, 7, 8, 10

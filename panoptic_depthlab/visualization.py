@@ -10,7 +10,7 @@ Everything here works on numpy arrays and draws with OpenCV; nothing needs torch
 * ``segments_info``: one dict per panoptic id other than -1, with ``id``, ``category_id``,
   ``isthing``, ``area``, ``depth_mean`` and ``depth_median`` (meters, NaN when the segment has no
   valid depth) and, for things, ``center`` = [y, x] in pixels (the output of
-  :func:`panoptic_depthlab.modeling.post_processing.panoptic_depth_inference`).
+  :func:`panoptic_depthlab.runtime.post_processing.panoptic_depth_inference`).
 * ``depth``: (H, W) float meters; pixels with depth <= 0 or non-finite have no depth.
 * ``metadata``: a mapping with ``stuff_classes`` (name of every class, by class id),
   ``stuff_colors`` (RGB of every class) and ``max_depth`` (meters), e.g.

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from detectron2.config import CfgNode
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 from detectron2.projects.panoptic_deeplab import PanopticDeepLab
 from detectron2.structures import ImageList
 from torch.nn import functional as F
 
 from ..config import ConfigValueError
-from ..panoptic_ids import TRACK_LABEL_DIVISOR
+from ..runtime.outputs import PanopticSettings, frame_outputs
+from ..runtime.sequence import SequenceInference
 from .aspp_pooling import set_aspp_pooling
 from .depth_head import build_depth_head
 from .losses import (
@@ -27,9 +27,7 @@ from .losses import (
     silog_rel_loss,
 )
 from .next_frame_head import NextFrameHead
-from .post_processing import panoptic_depth_inference
 from .semantic_loss import DEEPLAB2_HARD_PIXEL_MINING, TopKNonZeroMeanCE
-from .stitching import InstanceTracker
 from .test_time_augmentation import TestTimeAugmentation
 
 __all__ = ["PanopticDepthLab"]
@@ -114,6 +112,14 @@ class PanopticDepthLab(PanopticDeepLab):
         self.uncertainty = UncertaintyWeighting(tasks) if weighting else None
         # TEST.AUG.ENABLED: every inference path averages the heads over the views
         self.tta = TestTimeAugmentation(cfg) if cfg.TEST.AUG.ENABLED else None
+        self.panoptic_settings = PanopticSettings(
+            thing_ids=tuple(self.meta.thing_dataset_id_to_contiguous_id.values()),
+            label_divisor=self.meta.label_divisor,
+            stuff_area=self.stuff_area,
+            threshold=self.threshold,
+            nms_kernel=self.nms_kernel,
+            top_k=self.top_k,
+        )
 
     def _size_divisibility(self) -> int:
         return (
@@ -237,7 +243,7 @@ class PanopticDepthLab(PanopticDeepLab):
 
         The backbone runs once per frame; the next-frame branch reads the cached features of
         the previous frame and the current one. Instances are stitched by
-        :class:`~panoptic_depthlab.modeling.stitching.InstanceTracker`. Each output is produced
+        :class:`~panoptic_depthlab.runtime.stitching.InstanceTracker`. Each output is produced
         as soon as its frame is read, so a long video never sits in memory.
 
         Args:
@@ -257,30 +263,34 @@ class PanopticDepthLab(PanopticDeepLab):
                 "inference_sequence needs the next-frame branch: this model was built with "
                 "MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED False."
             )
-        tracker = InstanceTracker(TRACK_LABEL_DIVISOR, void_label=-1)
-        previous = None
-        for index, inputs in enumerate(frames):
-            images = self._images([inputs], "image")
-            if previous is not None and images.tensor.shape != previous[0]:
-                raise ValueError(
-                    f"frame {index} of the sequence has size {tuple(inputs['image'].shape[1:])} "
-                    f"(padded {tuple(images.tensor.shape[2:])}); the previous frames were padded "
-                    f"to {tuple(previous[0][2:])}. All frames of a sequence must have one size."
-                )
-            if self.tta is not None:  # the views, each with its view of the previous frame
-                size, maps, features = self._augmented_maps(
-                    inputs, previous[1] if previous is not None else None
-                )
-            else:
-                features = self.backbone(images.tensor)
-                maps = self._head_maps(features, previous[1] if previous is not None else None)
-                size, maps = images.image_sizes[0], {k: v[0] for k, v in maps.items()}
-            previous = (images.tensor.shape, features)
-            output = self._postprocess(inputs, size, maps)
-            output["panoptic_seg"] = tracker.update(
-                *output["panoptic_seg"], output.pop("next_offset", None)
-            )
-            yield output
+        sequence = SequenceInference(
+            self.frame_maps, self.panoptic_settings, self._size_divisibility()
+        )
+        for inputs in frames:
+            yield sequence(inputs)
+
+    def frame_maps(
+        self, inputs: dict[str, Any], previous: Any
+    ) -> tuple[tuple[int, int], dict[str, torch.Tensor], Any]:
+        """One frame's head maps, for :class:`~panoptic_depthlab.runtime.sequence.
+        SequenceInference` (see :data:`~panoptic_depthlab.runtime.sequence.FrameMaps`).
+
+        Args:
+            inputs: the frame's input dict.
+            previous: the ``features`` returned for the previous frame of the video, or None.
+
+        Returns:
+            ``(image_size, maps, features)``: the maps (no batch dimension) of
+            :meth:`_head_maps` at the padded size, with ``next_offset`` given ``previous``, and
+            the backbone features (with ``TEST.AUG``: the maps averaged over the views at the
+            requested size, and the features of every scale).
+        """
+        if self.tta is not None:  # the views, each with its view of the previous frame
+            return self._augmented_maps(inputs, previous)
+        images = self._images([inputs], "image")
+        features = self.backbone(images.tensor)
+        maps = self._head_maps(features, previous)
+        return images.image_sizes[0], {k: v[0] for k, v in maps.items()}, features
 
     def _losses(
         self,
@@ -349,30 +359,5 @@ class PanopticDepthLab(PanopticDeepLab):
             ``sem_seg``, ``depth``, ``panoptic_seg`` and, when ``maps`` has it, ``next_offset``
             (2, height, width) pixels.
         """
-        height = inputs.get("height", image_size[0])
-        width = inputs.get("width", image_size[1])
-        resized = {k: sem_seg_postprocess(v, image_size, height, width) for k, v in maps.items()}
-        # offsets are in input pixels: rescale them with the image
-        scale = maps["offset"].new_tensor([height / image_size[0], width / image_size[1]])
-        for key in ("offset", "next_offset"):
-            if key in resized:
-                resized[key] = resized[key] * scale.view(2, 1, 1)
-        depth = resized["depth"][0]
-        panoptic, segments_info = panoptic_depth_inference(
-            resized["sem_seg"].argmax(dim=0, keepdim=True),
-            resized["center"],
-            resized["offset"],
-            depth,
-            thing_ids=self.meta.thing_dataset_id_to_contiguous_id.values(),
-            label_divisor=self.meta.label_divisor,
-            stuff_area=self.stuff_area,
-            void_label=-1,
-            threshold=self.threshold,
-            nms_kernel=self.nms_kernel,
-            top_k=self.top_k,
-        )
-        output = {"sem_seg": resized["sem_seg"], "depth": depth}
-        output["panoptic_seg"] = (panoptic, segments_info)
-        if "next_offset" in resized:
-            output["next_offset"] = resized["next_offset"]
-        return output
+        size = (inputs.get("height", image_size[0]), inputs.get("width", image_size[1]))
+        return frame_outputs(maps, image_size, size, self.panoptic_settings)

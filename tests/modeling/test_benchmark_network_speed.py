@@ -6,7 +6,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-import panoptic_depthlab.modeling.meta_arch as meta_arch
+import panoptic_depthlab.runtime.outputs as runtime_outputs
 from tests.conftest import small_model_cfg
 
 
@@ -21,9 +21,9 @@ def test_benchmark_mode_runs_every_head_and_skips_post_processing(benchmark, mon
         model.get_submodule(name).register_forward_hook(lambda m, a, o, name=name: ran.append(name))
     # count the calls of the real post-processing (it still runs when not benchmarking)
     calls = []
-    real = meta_arch.panoptic_depth_inference
+    real = runtime_outputs.panoptic_depth_inference
     monkeypatch.setattr(
-        meta_arch,
+        runtime_outputs,
         "panoptic_depth_inference",
         lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs),
     )

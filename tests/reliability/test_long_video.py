@@ -27,8 +27,8 @@ from panoptic_depthlab.evaluation.formats import (
     read_prediction,
     write_prediction,
 )
-from panoptic_depthlab.modeling.stitching import InstanceTracker
 from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR, split_panoptic
+from panoptic_depthlab.runtime.stitching import InstanceTracker
 from tests.evaluation.test_eval_dvpq_cli import write_ground_truth_predictions
 from tests.reliability.conftest import assert_user_error, run_tool
 

@@ -128,7 +128,7 @@ class InstanceTracker:
 
         Args:
             panoptic: (H, W) int64 own panoptic prediction of the frame
-                (:func:`~panoptic_depthlab.modeling.post_processing.panoptic_depth_inference`):
+                (:func:`~panoptic_depthlab.runtime.post_processing.panoptic_depth_inference`):
                 every pixel holds the id of one of ``segments_info`` or ``void_label``; the ids
                 may use any numbering (e.g. the dataset's label divisor).
             segments_info: its segments (any order), each with ``id``, ``category_id`` and

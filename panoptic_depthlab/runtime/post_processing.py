@@ -8,8 +8,9 @@ depth.
 
 Detectron2's rules, all kept here:
 
-* Centers come from Detectron2's own ``find_instance_center`` (threshold, max-pool NMS, top-k:
-  only scores strictly above the k-th largest score are kept, in raster order).
+* Centers are found by Detectron2's rule (``find_instance_center``), computed here by
+  :func:`find_centers` so that this module needs no Detectron2: threshold, max-pool NMS, top-k
+  (only scores strictly above the k-th largest score are kept, in raster order).
 * Every thing pixel (its predicted class is in ``thing_ids``) goes to the center nearest to its
   predicted center location ``(y, x) + offset``; on a tie, to the first center in raster order.
   Ties are those of Detectron2's rounded ``torch.norm`` distances: only thing pixels are
@@ -30,11 +31,37 @@ from collections.abc import Collection
 
 import torch
 import torch.nn.functional as F
-from detectron2.projects.panoptic_deeplab.post_processing import find_instance_center
 
 # Largest (centers x thing pixels) block of distances computed at once: bounds memory on large
 # images with many centers.
 _MAX_DISTANCE_ELEMENTS = 2**24
+
+
+def find_centers(
+    center_heatmap: torch.Tensor, threshold: float, nms_kernel: int, top_k: int
+) -> torch.Tensor:
+    """Instance centers of a heatmap, by the rule of Detectron2's ``find_instance_center``.
+
+    A pixel is a center when its score is above ``threshold``, equals the maximum of its
+    ``nms_kernel`` x ``nms_kernel`` neighbourhood (a plateau keeps all its pixels), and is
+    strictly above both 0 and the ``top_k``-th largest of the scores left after these two rules
+    (suppressed pixels count as -1 there).
+
+    Args:
+        center_heatmap: (1, H, W) center scores.
+        threshold: scores at or below it are not centers.
+        nms_kernel: odd window size of the non-maximum suppression.
+        top_k: at most this many centers (more on ties at the k-th score); clipped to H x W.
+
+    Returns:
+        (K, 2) int64 (y, x) of the centers, in raster order.
+    """
+    scores = torch.where(center_heatmap > threshold, center_heatmap, -1.0)
+    pooled = F.max_pool2d(scores, kernel_size=nms_kernel, stride=1, padding=(nms_kernel - 1) // 2)
+    scores = torch.where(scores == pooled, scores, -1.0)[0]
+    k = min(top_k, scores.numel())
+    floor = torch.topk(scores.flatten(), k).values[-1].clamp(min=0)
+    return torch.nonzero(scores > floor)
 
 
 def _class_index(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,9 +270,7 @@ def panoptic_depth_inference(
     table_index = class_index
     center_of: dict[int, list[int]] = {}
 
-    centers = find_instance_center(
-        center_heatmap, threshold=threshold, nms_kernel=nms_kernel, top_k=top_k
-    )
+    centers = find_centers(center_heatmap, threshold, nms_kernel, top_k)
     thing_y, thing_x = is_thing_class[class_index].nonzero().unbind(1)
     if centers.shape[0] > 0 and thing_y.numel() > 0:
         nearest = nearest_center(centers, offsets, thing_y, thing_x)

@@ -10,8 +10,8 @@ import random
 import pytest
 import torch
 
-from panoptic_depthlab.modeling.stitching import InstanceTracker, match_instances
 from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
+from panoptic_depthlab.runtime.stitching import InstanceTracker, match_instances
 
 DIV = 1000  # own (single-frame) ids
 ROAD, PERSON, CAR = 0, 11, 13

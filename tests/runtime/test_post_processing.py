@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 from detectron2.projects.panoptic_deeplab.post_processing import (
+    find_instance_center,
     get_panoptic_segmentation,
     group_pixels,
 )
 
-from panoptic_depthlab.modeling import post_processing
-from panoptic_depthlab.modeling.post_processing import panoptic_depth_inference
+from panoptic_depthlab.runtime import post_processing
+from panoptic_depthlab.runtime.post_processing import find_centers, panoptic_depth_inference
 
 # Detectron2's group_pixels calls torch.meshgrid without indexing=.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
@@ -191,6 +192,25 @@ def test_unusual_inputs_match_detectron2(variant):
         assert [(s["id"], s["area"]) for s in segments] == list(
             zip(ids[kept].tolist(), areas[kept].tolist(), strict=True)
         )
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_find_centers_matches_detectron2(seed):
+    """The oracle is Detectron2's find_instance_center (projects/panoptic_deeplab/
+    post_processing.py), which this module no longer imports: quantized scores make plateaus
+    and ties at the k-th score, small top_k cuts them, and some maps have no score above the
+    threshold."""
+    g = torch.Generator().manual_seed(seed)
+    height, width = (int(v) for v in torch.randint(2, 40, (2,), generator=g))
+    heatmap = torch.rand(1, height, width, generator=g)
+    if seed % 3 == 0:
+        heatmap = (heatmap * 8).floor() / 8  # plateaus and equal scores
+    if seed % 5 == 0:
+        heatmap = heatmap * 0.1  # nothing above the threshold
+    nms_kernel = (1, 3, 5, 7)[seed % 4]
+    top_k = int(torch.randint(1, height * width + 1, (1,), generator=g))
+    expected = find_instance_center(heatmap.clone(), 0.1, nms_kernel, top_k)
+    assert torch.equal(find_centers(heatmap, 0.1, nms_kernel, top_k), expected)
 
 
 def test_torch_mode_returns_the_smallest_most_frequent_value():

@@ -1,0 +1,6 @@
+"""Inference that needs PyTorch only: post-processing, tracking, :class:`Predictor`, exported graphs.
+
+Nothing here imports Detectron2, so a deployment that runs exported graphs
+(``Predictor.from_exported``) works in a Python without it. The eager model
+(:class:`~panoptic_depthlab.modeling.PanopticDepthLab`) calls the same post-processing and tracker.
+"""
