@@ -25,6 +25,10 @@ setup(
         "Pillow",
         "tensorboard",
         "tqdm",
+        # export to ONNX (torch.onnx's dynamo exporter) and the ONNX runtime of exported models
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
         # detectron2.model_zoo imports pkg_resources, removed in setuptools 81.
         "setuptools<81",
     ],

@@ -34,6 +34,7 @@ __all__ = [
     "PanopticDepthLabCheckpointer",
     "check_checkpoint_file",
     "check_last_checkpoint",
+    "load_model",
     "class_name_key",
     "class_order",
     "class_order_options",
@@ -857,6 +858,35 @@ class PanopticDepthLabCheckpointer(DetectionCheckpointer):
         if in_file and in_model and in_file != in_model:
             message += f". The file holds a {in_file}, the config builds a {in_model}"
         return message + ". Use weights made for this config, or the config they were made with."
+
+
+def load_model(cfg: Any) -> tuple[torch.nn.Module, list[str]]:
+    """The config's model in eval mode with ``MODEL.WEIGHTS`` loaded, and its untrained outputs.
+
+    The checkpointer logs its per-part table and a warning naming each part not (fully)
+    loaded and the outputs it leaves untrained.
+
+    Returns:
+        ``(model, untrained)``: ``untrained`` lists the outputs (of :data:`OUTPUTS`:
+        ``"panoptic"``, ``"depth"``, ``"tracking"``) of parts not loaded, or partly loaded, from
+        the checkpoint; all of them with ``MODEL.WEIGHTS`` empty.
+
+    Raises:
+        CheckpointError: a checkpoint that cannot be loaded (the message names it and why).
+    """
+    from detectron2.modeling import build_model
+
+    model = build_model(cfg).eval()
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning(
+            "MODEL.WEIGHTS is empty: the model is randomly initialized, so every output "
+            f"({', '.join(OUTPUTS)}) is untrained; the pictures and segments JSON mark them "
+            "UNTRAINED. Pass trained weights: MODEL.WEIGHTS path/to/model_final.pth."
+        )
+        return model, list(OUTPUTS)
+    checkpointer = PanopticDepthLabCheckpointer(model, **class_order_options(cfg))
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    return model, untrained_outputs(checkpointer.part_states)
 
 
 class _WriteErrorKeeper:

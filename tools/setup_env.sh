@@ -90,8 +90,8 @@ fi
 step "install panoptic_depthlab (editable) with its test tools"
 "${PIP[@]}" install -c constraints.txt --no-build-isolation -e ".[dev]"
 
-step "check that Detectron2 and panoptic_depthlab import"
-"$VENV/bin/python" -W ignore -c "import panoptic_depthlab, detectron2.evaluation, detectron2.projects.panoptic_deeplab" ||
+step "check that Detectron2, the ONNX tools and panoptic_depthlab import"
+"$VENV/bin/python" -W ignore -c "import panoptic_depthlab, detectron2.evaluation, detectron2.projects.panoptic_deeplab, onnx, onnxscript, onnxruntime" ||
     fail "the environment was installed but does not import (see the traceback above)."
 
 fingerprint >"$STAMP"

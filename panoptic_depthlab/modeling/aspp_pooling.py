@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigValueError
+from ..runtime.aspp_window import pools_in_windows
 
 __all__ = ["ASPP_POOLING_MODES", "CropWindowPool2d", "crop_window", "set_aspp_pooling"]
 
@@ -53,9 +54,7 @@ class CropWindowPool2d(nn.Module):
 
     def uses_window(self, size: tuple[int, int]) -> bool:
         """Whether a map of ``size`` (h, w) feature pixels is pooled in windows (else globally)."""
-        h, w = size
-        wh, ww = self.window
-        return h % wh == 0 and w % ww == 0 and (h, w) != (wh, ww)
+        return pools_in_windows(size, self.window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) features -> (N, C, h - wh + 1, w - ww + 1) window averages, or

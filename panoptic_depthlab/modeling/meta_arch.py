@@ -191,9 +191,9 @@ class PanopticDepthLab(PanopticDeepLab):
         """Inference outputs of the heads at the padded input size.
 
         Returns ``sem_seg`` (N, C, H, W) logits, ``center`` (N, 1, H, W), ``offset`` (N, 2, H, W)
-        pixels, ``depth`` (N, 1, H, W) meters and, given the previous frame's features,
-        ``next_offset`` (N, 2, H, W) pixels from these frames' pixels to the previous frame's
-        centers.
+        pixels, ``depth`` (N, 1, H, W) meters and, given the previous frame's features and a
+        next-frame branch, ``next_offset`` (N, 2, H, W) pixels from these frames' pixels to the
+        previous frame's centers.
         """
         decoded, sem_logits = self._semantic(features)
         depth = self.depth_head(features, decoded)
@@ -203,7 +203,7 @@ class PanopticDepthLab(PanopticDeepLab):
             sem_logits, scale_factor=stride, mode="bilinear", align_corners=False
         )
         maps = {"sem_seg": sem_logits, "center": center, "offset": offset, "depth": depth}
-        if previous_features is not None:
+        if previous_features is not None and self.next_frame_head is not None:
             maps["next_offset"] = self.next_frame_head(previous_features, features)
         return maps
 

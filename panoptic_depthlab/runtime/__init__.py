@@ -1,4 +1,4 @@
-"""Inference that needs PyTorch only: post-processing, tracking, :class:`Predictor`, exported graphs.
+"""Inference with PyTorch alone: post-processing, tracking, ``Predictor``, exported graphs.
 
 Nothing here imports Detectron2, so a deployment that runs exported graphs
 (``Predictor.from_exported``) works in a Python without it. The eager model
