@@ -21,7 +21,9 @@ becomes ``cam_2``, ``cam_3``, ... with a log line, and so does a loose image's f
                            for ``tools/eval_dvpq.py``
 ``segments/<frame>.json``  every segment: id, class, area, depth mean / median (m), center;
                            ``untrained``: the outputs no trained weights were loaded for
-``<name>.mp4``             the ``vis`` pictures as a video (folders and videos only)
+``<name>.mp4``             the ``vis`` pictures as a video (folders and videos only); VP9,
+                           which browsers play, or MPEG-4 Part 2 (``mp4v``, desktop players
+                           only) with a warning where OpenCV cannot encode VP9
 ``pointcloud/<frame>.ply`` with ``--pointcloud``: xyz (m), color, class and instance per pixel
 =========================  =================================================================
 
@@ -108,6 +110,10 @@ FOLDER_FPS = 10.0
 MIN_PICTURE_HEIGHT = 7
 # Folders of a sequence's outputs (beside its MP4).
 _OUTPUT_FOLDERS = ("vis", "panoptic", "depth", "segments", "pointcloud")
+#: OpenCV fourccs of the demo's MP4, tried in order: VP9 (``vp09``) plays in browsers (Chrome,
+#: Firefox, VS Code); MPEG-4 Part 2 (``mp4v``), for an OpenCV whose FFmpeg has no VP9 encoder,
+#: plays in desktop players (VLC, mpv) only.
+_MP4_CODECS = ("vp09", "mp4v")
 # A config key, as a user may leave one among the inputs: "MODEL.WEIGHTS".
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
@@ -468,9 +474,40 @@ def _segments_json(
     return rows
 
 
+def _open_mp4_writer(tmp: str, path: str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An OpenCV writer of an MP4 at ``tmp`` (the final file: ``path``) with the first codec of
+    :data:`_MP4_CODECS` that OpenCV can open; a warning when it is not the first.
+
+    Args:
+        size: ``(width, height)`` of the frames.
+
+    Raises:
+        OutputError: no codec opens (an unwritable folder, or no MP4 encoder in OpenCV).
+    """
+    failed = []
+    for codec in _MP4_CODECS:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*codec), fps, size)
+        if writer.isOpened():
+            if failed:
+                logger.warning(
+                    f"{path}: written with codec {codec!r}, which browsers (Chrome, Firefox, "
+                    f"VS Code) cannot play (desktop players such as VLC can): OpenCV cannot "
+                    f"open a writer of codec {', '.join(map(repr, failed))} here, most likely "
+                    f"because its FFmpeg has no encoder of it (the opencv-python 4.10 wheels from "
+                    f"PyPI encode VP9, 'vp09')."
+                )
+            return writer
+        writer.release()
+        failed.append(codec)
+    raise OutputError(
+        f"{path}: cannot write (OpenCV cannot write an MP4 here with any of the codecs "
+        f"{', '.join(map(repr, _MP4_CODECS))})."
+    )
+
+
 class _VideoWriter:
     """An MP4 written under a temporary name, checked, flushed to disk and renamed when
-    complete; removed when not.
+    complete; removed when not. Its codec: the first of :data:`_MP4_CODECS` that OpenCV opens.
 
     OpenCV's writer does not report failed writes (a full disk), so the finished file is
     reopened and its frame count compared with the frames written before it is renamed.
@@ -484,10 +521,9 @@ class _VideoWriter:
 
     def write(self, rgb: np.ndarray) -> None:
         if self.writer is None:
-            size = (rgb.shape[1], rgb.shape[0])
-            self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
-            if not self.writer.isOpened():
-                raise OutputError(f"{self.path}: cannot write (OpenCV cannot write an MP4 here).")
+            self.writer = _open_mp4_writer(
+                self.tmp, self.path, self.fps, (rgb.shape[1], rgb.shape[0])
+            )
         self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
         self.count += 1
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import panoptic_depthlab.demo as demo_module
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from tests.conftest import small_model_cfg
 
@@ -51,12 +52,12 @@ def run(inputs, output: Path, *paths, extra=()) -> int:
 
 
 @contextlib.contextmanager
-def logged() -> Iterator[list[str]]:
-    """The messages panoptic_depthlab logs inside the block, from a handler on its logger (the
-    tool's setup_logger keeps them from pytest's caplog, and its stdout handler is bound to the
-    stdout of the first test that ran the tool)."""
+def logged(level: int = logging.INFO) -> Iterator[list[str]]:
+    """The messages panoptic_depthlab logs at ``level`` or above inside the block, from a
+    handler on its logger (the tool's setup_logger keeps them from pytest's caplog, and its
+    stdout handler is bound to the stdout of the first test that ran the tool)."""
     messages: list[str] = []
-    handler = logging.Handler(logging.INFO)
+    handler = logging.Handler(level)
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger("panoptic_depthlab").addHandler(handler)
     try:
@@ -108,6 +109,73 @@ def test_folder_of_frames(inputs, tmp_path):
     ok, first = video.read()
     assert ok and first.shape == picture.shape
     assert not [p for p in root.rglob("*") if ".tmp" in p.name or ".partial" in p.name]
+
+
+def fourcc(capture: cv2.VideoCapture) -> str:
+    """The four characters of the codec OpenCV reads back (``CAP_PROP_FOURCC``)."""
+    code = int(capture.get(cv2.CAP_PROP_FOURCC))
+    return "".join(chr(code >> 8 * i & 0xFF) for i in range(4))
+
+
+def read_video(path: Path) -> tuple[str, int, list[np.ndarray]]:
+    """The codec OpenCV reads back, the frame count of the header and the decoded frames."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), path
+    codec, count = fourcc(capture), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return codec, count, frames
+
+
+def test_mp4_is_vp9_which_browsers_play(inputs, tmp_path):
+    # mp4v (MPEG-4 Part 2) does not play in Chrome, Firefox or VS Code; VP9 in MP4 does.
+    # OpenCV's FFmpeg reads a VP9 stream back as "VP90"; the MP4's sample entry is "vp09".
+    with logged(logging.WARNING) as warnings:
+        assert run(inputs, tmp_path, inputs["folder"]) == 0
+    root = tmp_path / "val"
+    assert not [m for m in warnings if "browsers" in m]  # no fallback
+    pictures = [cv2.imread(str(p)) for p in sorted(root.glob("vis/*.png"))]
+    assert len(pictures) == 3
+    codec, count, frames = read_video(root / "val.mp4")
+    assert codec == "VP90"
+    assert b"vp09" in (root / "val.mp4").read_bytes()
+    assert count == len(frames) == len(pictures)
+    for frame, picture in zip(frames, pictures, strict=True):
+        assert frame.shape == picture.shape and frame.dtype == np.uint8
+        # lossy (a mean error of 4 to 8 at this size), but the picture, in BGR order
+        error = np.abs(frame.astype(int) - picture.astype(int)).mean()
+        swapped = np.abs(frame.astype(int) - picture[..., ::-1].astype(int)).mean()
+        assert error < 16 and 3 * error < swapped, (error, swapped)
+    assert not [p for p in root.rglob("*") if ".partial" in p.name]
+
+
+def test_mp4_falls_back_to_mp4v_with_a_warning(inputs, tmp_path, monkeypatch):
+    # An OpenCV that cannot open the first codec (no VP9 encoder): "zzzz" opens nowhere.
+    monkeypatch.setattr(demo_module, "_MP4_CODECS", ("zzzz", "mp4v"))
+    with logged(logging.WARNING) as warnings:
+        assert run(inputs, tmp_path, inputs["folder"]) == 0
+    video = tmp_path / "val" / "val.mp4"
+    fallback = [m for m in warnings if m.startswith(f"{video}: written with codec 'mp4v'")]
+    assert len(fallback) == 1, warnings
+    assert "browsers" in fallback[0] and "'zzzz'" in fallback[0]
+    codec, count, frames = read_video(video)
+    assert codec == "FMP4"  # how OpenCV's FFmpeg reads an mp4v stream back
+    assert b"mp4v" in video.read_bytes()
+    assert count == len(frames) == 3
+    assert frames[0].shape == cv2.imread(str(next((tmp_path / "val").glob("vis/*.png")))).shape
+
+
+def test_mp4_without_any_codec_is_one_line(inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo_module, "_MP4_CODECS", ("zzzz", "yyyy"))
+    assert run(inputs, tmp_path, inputs["folder"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path / "val" / "val.mp4") in line and "cannot write" in line, line
+    assert not list((tmp_path / "val").glob("*.mp4")) and not list(tmp_path.rglob("*.partial*"))
 
 
 def test_video_file(inputs, tmp_path):
