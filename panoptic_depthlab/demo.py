@@ -1,8 +1,9 @@
 """The demo behind ``tools/demo.py``: predict images, folders of frames and videos, and write
 pictures, official prediction files, per-frame JSON, an MP4 and optional point clouds.
 
-Inputs become *sequences*: a video file is one sequence, tracked by
-:meth:`PanopticDepthLab.inference_sequence`; so is a folder of frames (sorted by name), unless
+Inputs become *sequences*: a video file is one sequence, tracked by a
+:class:`~panoptic_depthlab.Predictor` (the eager model of a config, or an exported folder's
+graphs: ``--exported``); so is a folder of frames (sorted by name), unless
 its frames are those of several DVPS sequences (names ``<sequence>_<frame>_...``, as in a split
 folder ``video_sequence/val``): then each sequence id is tracked on its own. In a folder of a
 DVPS split (images beside their labels and depth), only the ``*_leftImg8bit.png`` images are
@@ -55,20 +56,11 @@ from typing import Any
 import cv2
 import numpy as np
 import PIL.Image
-import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.modeling import build_model
 from tqdm import tqdm
 
-from .checkpoint import (
-    OUTPUTS,
-    PanopticDepthLabCheckpointer,
-    check_checkpoint_file,
-    class_order_options,
-    download_checkpoint,
-    untrained_outputs,
-)
+from .checkpoint import check_checkpoint_file, download_checkpoint
 from .data.datasets.dvps import SEMKITTI_DEPTH_NAME
 from .evaluation.formats import (
     IMAGE_SUFFIX,
@@ -87,12 +79,14 @@ from .files import (
 )
 from .panoptic_ids import TRACK_LABEL_DIVISOR, split_panoptic
 from .pointcloud import frame_point_cloud
+from .runtime.exported import ExportedMetadata, read_manifest
+from .runtime.predictor import Predictor
 from .visualization import visualize_frame
 
 __all__ = [
     "DemoInputError",
     "Sequence",
-    "build_demo_model",
+    "DemoModel",
     "check_sequences",
     "expand_inputs",
     "find_sequences",
@@ -395,16 +389,17 @@ def _dataset_metadata(cfg: CfgNode) -> Any:
 
 def check_sequences(
     sequences: list[Sequence],
-    cfg: CfgNode,
+    model: DemoModel,
     pointcloud: bool = False,
     focal_length: float | None = None,
 ) -> dict[str, float]:
     """Everything about the inputs that can fail later, checked before any work.
 
-    * Frame size: the instance center search keeps the ``MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE``
-      best of the H x W center map, so a frame needs H x W >= that many pixels (200: at least
-      15 x 15) and at least 2 pixels each way (smaller frames fail inside Detectron2); the
-      picture's depth scale bar needs H >= ``MIN_PICTURE_HEIGHT`` (7).
+    * Frame size: the instance center search keeps the ``model.top_k``
+      (``MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE``) best of the H x W center map, so a frame needs
+      H x W >= that many pixels (200: at least 15 x 15) and at least 2 pixels each way
+      (smaller frames fail inside Detectron2); the picture's depth scale bar needs
+      H >= ``MIN_PICTURE_HEIGHT`` (7).
     * ``--pointcloud``: every frame needs a focal length: ``focal_length``, else the one in its
       SemKITTI-DVPS depth file name, else the dataset metadata's ``focal_length`` if it has one.
 
@@ -414,7 +409,7 @@ def check_sequences(
     Raises:
         DemoInputError: naming the first input that fails.
     """
-    top_k = int(cfg.MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE)
+    top_k = model.top_k
     side = max(MIN_PICTURE_HEIGHT, math.isqrt(max(top_k, 1) - 1) + 1)
     for sequence in sequences:
         height, width = sequence.size
@@ -428,7 +423,7 @@ def check_sequences(
     if not pointcloud or focal_length is not None:
         return {}
     focal = _focal_lengths(f for s in sequences for f in (s.files or []))
-    default = getattr(_dataset_metadata(cfg), "focal_length", None)
+    default = getattr(model.metadata, "focal_length", None)
     if default is None:
         for sequence in sequences:
             lacking = [f for f in sequence.files or [sequence.input] if f not in focal]
@@ -448,16 +443,6 @@ def _official_name(frame: str) -> str:
         if frame.endswith(IMAGE_SUFFIX.removesuffix(".png"))
         else frame + IMAGE_SUFFIX
     )
-
-
-def _model_inputs(
-    sequence: Sequence, bgr: bool, pending: list[tuple[str, np.ndarray, str | None]]
-) -> Iterator[dict[str, Any]]:
-    """Model inputs of a sequence's frames; each frame is also appended to ``pending``."""
-    for frame in sequence.frames():
-        pending.append(frame)
-        image = frame[1][..., ::-1] if bgr else frame[1]
-        yield {"image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)}
 
 
 def _segments_json(
@@ -558,36 +543,45 @@ class _VideoWriter:
                 os.remove(self.tmp)
 
 
-def build_demo_model(cfg: CfgNode) -> tuple[torch.nn.Module, list[str]]:
-    """The config's model in eval mode with ``MODEL.WEIGHTS`` loaded, and its untrained outputs.
+@dataclass
+class DemoModel:
+    """What the demo runs, known before any work: a config's eager model or an exported folder.
 
-    The checkpointer logs its per-part table and a warning naming each part not (fully)
-    loaded and the outputs it leaves untrained.
-
-    Returns:
-        ``(model, untrained)``: ``untrained`` lists the outputs (of
-        :data:`~panoptic_depthlab.checkpoint.OUTPUTS`: ``"panoptic"``, ``"depth"``,
-        ``"tracking"``) of parts not loaded, or partly loaded, from the checkpoint; all of them
-        with ``MODEL.WEIGHTS`` empty.
-
-    Raises:
-        CheckpointError: a checkpoint that cannot be loaded (the message names it and why).
+    Attributes:
+        metadata: the dataset metadata (classes, colors, prediction format, focal length).
+        top_k: ``MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE`` (the smallest frame has that many pixels).
+        build: makes the :class:`~panoptic_depthlab.Predictor` (loads weights or graphs).
+        weights: ``MODEL.WEIGHTS`` of the eager model, checked (and downloaded) before work.
     """
-    model = build_model(cfg).eval()
-    if not cfg.MODEL.WEIGHTS:
-        logger.warning(
-            "MODEL.WEIGHTS is empty: the model is randomly initialized, so every output "
-            f"({', '.join(OUTPUTS)}) is untrained; the pictures and segments JSON mark them "
-            "UNTRAINED. Pass trained weights: MODEL.WEIGHTS path/to/model_final.pth."
+
+    metadata: Any
+    top_k: int
+    build: Callable[[], Predictor]
+    weights: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> DemoModel:
+        """The eager model of ``cfg`` (``MODEL.WEIGHTS``, ``MODEL.DEVICE``, ``INPUT.FORMAT``)."""
+        top_k = int(cfg.MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE)
+        return cls(_dataset_metadata(cfg), top_k, lambda: Predictor(cfg), cfg.MODEL.WEIGHTS)
+
+    @classmethod
+    def from_exported(cls, folder: str, device: str = "cpu") -> DemoModel:
+        """The graphs of an exported folder (tools/export_model.py), run on ``device``.
+
+        Raises:
+            ExportedModelError: a folder that cannot be run (checked here, before any work).
+        """
+        manifest = read_manifest(folder)
+        return cls(
+            ExportedMetadata(**manifest["metadata"]),
+            int(manifest["panoptic_settings"]["top_k"]),
+            lambda: Predictor.from_exported(folder, device),
         )
-        return model, list(OUTPUTS)
-    checkpointer = PanopticDepthLabCheckpointer(model, **class_order_options(cfg))
-    checkpointer.load(cfg.MODEL.WEIGHTS)
-    return model, untrained_outputs(checkpointer.part_states)
 
 
 def run_demo(
-    cfg: CfgNode,
+    model: DemoModel,
     sequences: list[Sequence],
     output_dir: str,
     pointcloud: bool = False,
@@ -595,12 +589,13 @@ def run_demo(
 ) -> int:
     """Predict every frame of the sequences and write the outputs (module docstring).
 
-    Before any frame is decoded: :func:`check_sequences`, the dataset metadata, the checkpoint
-    file (:func:`~panoptic_depthlab.checkpoint.check_checkpoint_file`; a URL is downloaded) and
-    the output folder (:func:`~panoptic_depthlab.files.check_writable`).
+    Before any frame is decoded: :func:`check_sequences`, the checkpoint file of an eager model
+    (:func:`~panoptic_depthlab.checkpoint.check_checkpoint_file`; a URL is downloaded) and the
+    output folder (:func:`~panoptic_depthlab.files.check_writable`). Each sequence is tracked
+    by a :class:`~panoptic_depthlab.Predictor`, reset between sequences.
 
     Args:
-        cfg: a PanopticDepthLab config (``MODEL.WEIGHTS``, ``MODEL.DEVICE``, ``INPUT.FORMAT``).
+        model: :meth:`DemoModel.from_config` or :meth:`DemoModel.from_exported`.
         sequences: from :func:`find_sequences`.
         output_dir: root of the outputs.
         pointcloud: also write a PLY per frame; needs ``focal_length``, SemKITTI-DVPS input
@@ -613,19 +608,18 @@ def run_demo(
     Raises:
         DemoInputError: a bad input (see :func:`find_sequences`, :func:`check_sequences`).
         CheckpointError: a missing, unloadable or undownloadable ``MODEL.WEIGHTS``.
+        ExportedModelError: graphs of an exported folder that do not load.
         OutputError: an output that cannot be written (read-only folder, full disk); the frame
             it interrupted and the sequence's MP4 are removed.
     """
-    meta = _dataset_metadata(cfg)
-    focal = check_sequences(sequences, cfg, pointcloud, focal_length)
-    default_focal = getattr(meta, "focal_length", None)
-    if cfg.MODEL.WEIGHTS:
-        check_checkpoint_file(cfg.MODEL.WEIGHTS)
-        download_checkpoint(cfg.MODEL.WEIGHTS)
+    focal = check_sequences(sequences, model, pointcloud, focal_length)
+    default_focal = getattr(model.metadata, "focal_length", None)
+    if model.weights:
+        check_checkpoint_file(model.weights)
+        download_checkpoint(model.weights)
     check_writable(output_dir)
-    model, untrained = build_demo_model(cfg)
-    meta = model.meta
-    bgr = cfg.INPUT.FORMAT == "BGR"
+    predictor = model.build()
+    meta, untrained = predictor.metadata, predictor.untrained
     total = sum(s.length for s in sequences)
     written = 0
     cleaned: set[str] = set()
@@ -643,12 +637,12 @@ def run_demo(
                 if sequence.fps is not None
                 else None
             )
-            pending: list[tuple[str, np.ndarray, str | None]] = []
             complete = False
+            predictor.reset()
             try:
                 os.makedirs(root, exist_ok=True)
-                for output in model.inference_sequence(_model_inputs(sequence, bgr, pending)):
-                    name, image, source = pending.pop(0)
+                for name, image, source in sequence.frames():
+                    output = predictor(np.ascontiguousarray(image[..., ::-1]))  # RGB -> BGR
                     panoptic = output["panoptic_seg"][0].cpu().numpy()
                     segments_info = output["panoptic_seg"][1]
                     depth = output["depth"].cpu().numpy()

@@ -311,3 +311,43 @@ def test_tool_user_errors(config_file, workdir):
     tta = _export(config_file, workdir / "tta", "TEST.AUG.ENABLED", "True")
     assert_user_error(tta, "TEST.AUG.ENABLED")
     assert_user_error(_export(config_file, workdir / "x", "--sample-size", "0", "5"), "H W > 0")
+
+
+def test_demo_runs_exported_folders_as_the_eager_model(exported, config_file, workdir, frames):
+    frames_dir = workdir / "data" / "video_sequence" / "val"
+    outputs = {}
+    for name, model in [
+        ("eager", ["--config-file", config_file]),
+        *[(fmt, ["--exported", folder]) for fmt, folder in exported.items()],
+    ]:
+        outputs[name] = workdir / f"demo_{name}"
+        result = run_tool(
+            "demo.py", *model, "--input", str(frames_dir), "--output", str(outputs[name])
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    reference = outputs.pop("eager") / "val"
+    panoptic = sorted(p.name for p in (reference / "panoptic").iterdir())
+    assert len(panoptic) == len(frames)
+    for output in outputs.values():
+        for name in panoptic:  # the official prediction files, byte for byte
+            assert (output / "val" / "panoptic" / name).read_bytes() == (
+                reference / "panoptic" / name
+            ).read_bytes()
+        for path in (reference / "segments").iterdir():
+            ours = json.loads((output / "val" / "segments" / path.name).read_text())
+            theirs = json.loads(path.read_text())
+            assert [s["id"] for s in ours["segments"]] == [s["id"] for s in theirs["segments"]]
+            assert ours["untrained"] == theirs["untrained"] == []
+
+
+def test_demo_model_choice_errors(exported, config_file, workdir):
+    frames_dir = str(workdir / "data" / "video_sequence" / "val")
+    out = ["--input", frames_dir, "--output", str(workdir / "demo_errors")]
+    both = run_tool("demo.py", "--config-file", config_file, "--exported", exported["pt2"], *out)
+    assert_user_error(both, "--config-file FILE (eager) or --exported DIR")
+    assert_user_error(run_tool("demo.py", *out), "one of the two")
+    overrides = run_tool("demo.py", "--exported", exported["pt2"], *out, "MODEL.DEVICE", "cpu")
+    assert_user_error(overrides, "MODEL.DEVICE cpu", "fixed at export")
+    missing = run_tool("demo.py", "--exported", str(workdir / "nowhere"), *out)
+    assert_user_error(missing, "nowhere: no such folder")
+    assert not (workdir / "demo_errors").exists()

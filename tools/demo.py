@@ -7,6 +7,10 @@ examples:
         MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cuda
     python tools/demo.py --config-file configs/vip_depth.yaml --input 'clips/*.mp4' \\
         --output output/demo --opts MODEL.WEIGHTS output/model_final.pth
+    python tools/demo.py --exported output/export_onnx --input clip.mp4 --output output/demo
+
+The model: a config's eager model (--config-file, with MODEL.WEIGHTS), or the graphs of a folder
+written by tools/export_model.py (--exported, on --device; no config, no overrides).
 
 Config overrides (KEY VALUE pairs) come last, as for tools/train_net.py, or after --opts.
 Inputs: a video is one tracked sequence; so is a folder of frames (sorted by name), unless it
@@ -31,9 +35,10 @@ from detectron2.utils.logger import setup_logger
 
 from panoptic_depthlab.checkpoint import CheckpointError
 from panoptic_depthlab.config import ConfigValueError
-from panoptic_depthlab.demo import DemoInputError, find_sequences, run_demo
+from panoptic_depthlab.demo import DemoInputError, DemoModel, find_sequences, run_demo
 from panoptic_depthlab.engine import LaunchError, fall_back_to_cpu, load_config
 from panoptic_depthlab.files import OutputError
+from panoptic_depthlab.runtime.exported import ExportedModelError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="model config")
+    parser.add_argument("--config-file", metavar="FILE", help="model config (eager model)")
+    parser.add_argument(
+        "--exported",
+        metavar="DIR",
+        help="run the graphs of an exported model folder (tools/export_model.py) instead",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device of --exported graphs: cpu (default) or cuda (ONNX on CUDA needs "
+        "onnxruntime-gpu); an eager model runs on MODEL.DEVICE",
+    )
     parser.add_argument(
         "--input",
         required=True,
@@ -92,12 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     setup_logger(name="panoptic_depthlab")
     setup_logger(name="detectron2", abbrev_name="d2")
     setup_logger(name="fvcore")  # the checkpointer's per-part table and mismatches
+    if (args.config_file is None) == (args.exported is None):
+        return _error(
+            "give the model with --config-file FILE (eager) or --exported DIR (exported graphs), "
+            "one of the two."
+        )
+    if args.exported is not None and args.opts:
+        return _error(
+            f"config overrides ({' '.join(args.opts)}) apply to --config-file; an exported "
+            "model's config was fixed at export (its manifest.json)."
+        )
     try:
-        cfg = load_config(args)
-    except LaunchError as error:
+        if args.exported is not None:
+            model = DemoModel.from_exported(args.exported, args.device)
+        else:
+            cfg = load_config(args)
+            fall_back_to_cpu(cfg)
+            cfg.freeze()
+            model = DemoModel.from_config(cfg)
+    except (LaunchError, ExportedModelError, DemoInputError) as error:
         return _error(str(error))
-    fall_back_to_cpu(cfg)
-    cfg.freeze()
     if args.focal_length is not None and not (
         math.isfinite(args.focal_length) and args.focal_length > 0
     ):
@@ -106,8 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         sequences = find_sequences(args.input)
-        run_demo(cfg, sequences, args.output, args.pointcloud, args.focal_length)
-    except (DemoInputError, CheckpointError, OutputError, ConfigValueError) as error:
+        run_demo(model, sequences, args.output, args.pointcloud, args.focal_length)
+    except (
+        DemoInputError,
+        CheckpointError,
+        OutputError,
+        ConfigValueError,
+        ExportedModelError,
+    ) as error:
         return _error(str(error))
     print(f"Pictures, videos and predictions are in {args.output}/")
     return 0
