@@ -11,6 +11,7 @@ holding what the README's snippets assume a user has after ``make demo``:
 * ``datasets/synthetic-cityscapes-dvps`` (a small validation split from the real generator);
 * ``output/demo/train/model_final.pth`` (a checkpoint of the small config's model, written by
   Detectron2's checkpointer as training writes it);
+* ``output/export_onnx``, that checkpoint exported by ``tools/export_model.py``;
 * the model zoo's Panoptic-DeepLab R52 ``.pkl`` in the download cache (``$FVCORE_CACHE``), as
   the first download leaves it: a file in the zoo's layout (numpy arrays under ``"model"``) of
   Detectron2's PanopticDeepLab built from ``configs/vip_depth.yaml``; nothing is downloaded.
@@ -80,6 +81,12 @@ def workdir(tmp_path_factory) -> Path:
     state = {k: v.numpy() for k, v in zoo.state_dict().items()}
     with open(cached, "wb") as f:
         pickle.dump({"model": state, "__author__": "Detectron2 Model Zoo"}, f, protocol=4)
+
+    export = [sys.executable, str(REPO / "tools" / "export_model.py")]  # README, "Deploy", 1.
+    export += ["--config-file", "configs/synthetic/vip_depth_small.yaml", "--format", "onnx"]
+    export += ["--output", "output/export_onnx", "--sample-size", "64", "128"]
+    export += ["MODEL.WEIGHTS", "output/demo/train/model_final.pth", "MODEL.DEVICE", "cpu"]
+    subprocess.run(export, cwd=root, check=True, capture_output=True, timeout=600)
     return root
 
 
@@ -88,6 +95,7 @@ def test_the_readme_has_its_python_snippets():
     assert any("configs/vip_depth.yaml" in s for s in SNIPPETS)
     assert any("inference_on_sequences" in s for s in SNIPPETS)
     assert any("DefaultPredictor" in s for s in SNIPPETS)
+    assert any("Predictor.from_exported" in s for s in SNIPPETS)
 
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
@@ -109,5 +117,7 @@ def test_readme_snippet_runs_on_cpu(index, workdir):
     if "inference_on_sequences" in SNIPPETS[index]:
         assert re.fullmatch(r"DVPQ \d+\.\d\d\n", result.stdout), result.stdout
         assert (workdir / "output" / "eval" / "dvps_results.json").is_file()
+    if "Predictor.from_exported" in SNIPPETS[index]:
+        assert result.stdout.count("_leftImg8bit.png") == 4, result.stdout
     if "Visualizer" in SNIPPETS[index]:
         assert (workdir / "panoptic.png").is_file()
