@@ -37,9 +37,9 @@ from panoptic_depthlab.data import register_dvps_dataset
 from panoptic_depthlab.data.annotations import read_depth, read_panoptic
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from panoptic_depthlab.data.target_generator import DVPSTargetGenerator
+from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 from panoptic_depthlab.runtime.post_processing import panoptic_depth_inference
 from panoptic_depthlab.runtime.stitching import InstanceTracker
-from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -351,3 +351,20 @@ def test_demo_model_choice_errors(exported, config_file, workdir):
     missing = run_tool("demo.py", "--exported", str(workdir / "nowhere"), *out)
     assert_user_error(missing, "nowhere: no such folder")
     assert not (workdir / "demo_errors").exists()
+
+
+def test_pt2_graphs_move_to_another_device(exported):
+    """Every tensor of the graphs follows the device (here PyTorch's "meta" device, which holds
+    shapes only; CUDA works the same way): a constant left on the CPU would fail here."""
+    network = ExportedNetwork(exported["pt2"], device="meta")
+    features = None
+    for _ in range(2):
+        size, maps, features = network.frame_maps({"image": torch.zeros(3, 100, 200)}, features)
+    assert size == (100, 200)
+    assert {k: (v.device.type, tuple(v.shape)) for k, v in maps.items()} == {
+        "sem_seg": ("meta", (19, 128, 224)),
+        "center": ("meta", (1, 128, 224)),
+        "offset": ("meta", (2, 128, 224)),
+        "depth": ("meta", (1, 128, 224)),
+        "next_offset": ("meta", (2, 128, 224)),
+    }

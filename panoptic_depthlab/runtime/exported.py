@@ -143,7 +143,10 @@ class _Pt2Graph:
     """A ``.pt2`` graph: tensors in, tensors out."""
 
     def __init__(self, path: str, device: torch.device):
-        self.module = torch.export.load(path).module().to(device)
+        from torch.export.passes import move_to_device_pass
+
+        # constants and device arguments in the graph move too, not only the weights
+        self.module = move_to_device_pass(torch.export.load(path), device).module()
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         return list(self.module(*inputs))
