@@ -880,8 +880,8 @@ def load_model(cfg: Any) -> tuple[torch.nn.Module, list[str]]:
     if not cfg.MODEL.WEIGHTS:
         logger.warning(
             "MODEL.WEIGHTS is empty: the model is randomly initialized, so every output "
-            f"({', '.join(OUTPUTS)}) is untrained; the pictures and segments JSON mark them "
-            "UNTRAINED. Pass trained weights: MODEL.WEIGHTS path/to/model_final.pth."
+            f"({', '.join(OUTPUTS)}) is untrained (tools/demo.py marks them UNTRAINED in its "
+            "pictures and JSON). Pass trained weights: MODEL.WEIGHTS path/to/model_final.pth."
         )
         return model, list(OUTPUTS)
     checkpointer = PanopticDepthLabCheckpointer(model, **class_order_options(cfg))
