@@ -1,6 +1,7 @@
 """Read the label and depth files of one DVPS frame into arrays, with checks.
 
-Both dataset formats become the same two arrays:
+Every dataset layout (Cityscapes-DVPS, SemKITTI-DVPS, and Cityscapes with COCO-format panoptic
+PNGs and disparity) becomes the same two arrays:
 
 * a panoptic map, ``int32`` (H, W): ``class * label_divisor + instance`` with train ids as
   classes; unlabelled pixels (Cityscapes-DVPS class 32, SemKITTI-DVPS 255) become
@@ -23,6 +24,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from .disparity import disparity_to_depth
 
 __all__ = [
     "read_depth",
@@ -138,6 +141,15 @@ def read_labels(
         _check_size(path, raw, size)
         classes, instances, above, void = _split_label_ids(raw, meta, void_as)
         stored_classes = partial(np.floor_divide, raw, meta["label_divisor"])
+    elif "pan_seg_file_name" in record:  # Cityscapes (COCO panoptic PNG + segments_info)
+        path = record["pan_seg_file_name"]
+        classes, instances = _coco_panoptic_labels(path, record["segments_info"], meta, size)
+        is_void = classes == void_id
+        void = np.count_nonzero(is_void)
+        above = np.count_nonzero(classes >= num_classes)
+        if void_as is not None:
+            classes[is_void] = void_as
+        stored_classes = partial(np.where, is_void, void_id, classes)
     else:  # SemKITTI-DVPS: a class file and an instance file
         path = record["sem_seg_file_name"]
         stored = read_png(path, "a class label PNG")
@@ -158,6 +170,59 @@ def read_labels(
         stored_classes = partial(np.asarray, stored)
     _check_classes(path, above, void, stored_classes, meta)
     return classes, instances
+
+
+def _coco_panoptic_labels(
+    path: str,
+    segments_info: list[dict[str, Any]],
+    meta: Mapping[str, Any],
+    size: tuple[int, int] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A COCO-format panoptic PNG (segment id = R + 256 G + 65536 B, 0 unlabelled) with its
+    segments (``id``, ``category_id`` as a contiguous train id, ``iscrowd``) -> int32 (H, W)
+    ``(classes, instances)``: unlabelled pixels get ``label_void_id``; stuff and crowd segments
+    instance 0; the other thing segments of a class are numbered 1, 2, ... in segment id order.
+
+    Raises:
+        ValueError: not an 8-bit RGB PNG, a pixel whose segment id has no entry in
+            ``segments_info``, or a category outside the train ids.
+    """
+    bgr = read_png(path, "an 8-bit RGB panoptic PNG (COCO panoptic format)")
+    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        raise ValueError(
+            f"{path}: {bgr.dtype} with shape {bgr.shape}; expected an 8-bit RGB panoptic PNG."
+        )
+    _check_size(path, bgr, size)
+    ids = bgr[..., 2].astype(np.int32)
+    ids += bgr[..., 1].astype(np.int32) << 8
+    ids += bgr[..., 0].astype(np.int32) << 16
+    present, inverse = np.unique(ids, return_inverse=True)
+    by_id = {int(s["id"]): s for s in segments_info}
+    things = set(meta["thing_ids"])
+    table_class = np.full(present.size, meta["label_void_id"], np.int32)
+    table_instance = np.zeros(present.size, np.int32)
+    counts: dict[int, int] = {}
+    for index, segment_id in enumerate(present.tolist()):
+        if segment_id == 0:
+            continue
+        segment = by_id.get(segment_id)
+        if segment is None:
+            raise ValueError(
+                f"{path}: segment id {segment_id} is on {int(np.count_nonzero(inverse == index))}"
+                " pixels but has no entry in the annotation's segments_info."
+            )
+        category = int(segment["category_id"])
+        if not 0 <= category < meta["num_classes"]:
+            raise ValueError(
+                f"{path}: segment {segment_id} has category {category}; expected train ids "
+                f"0..{meta['num_classes'] - 1}."
+            )
+        table_class[index] = category
+        if category in things and not segment.get("iscrowd", 0):
+            counts[category] = counts.get(category, 0) + 1
+            table_instance[index] = counts[category]
+    inverse = inverse.reshape(ids.shape)
+    return table_class[inverse], table_instance[inverse]
 
 
 def _split_label_ids(
@@ -206,7 +271,11 @@ def read_panoptic(
         ``int32`` array (H, W).
     """
     classes, instances = read_labels(record, meta, size)
-    path = record.get("panoptic_file_name") or record["sem_seg_file_name"]
+    path = (
+        record.get("panoptic_file_name")
+        or record.get("pan_seg_file_name")
+        or record["sem_seg_file_name"]
+    )
     void_mask = classes == meta["label_void_id"]
     instances = _drop_stuff_instances(path, classes, instances, void_mask, meta)
     divisor = meta["label_divisor"]
@@ -218,7 +287,22 @@ def read_panoptic(
 def read_depth(
     record: Mapping[str, Any], meta: Mapping[str, Any], size: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """The depth map of a frame record: ``float32`` (H, W) in meters, 0 = no depth."""
+    """The depth map of a frame record: ``float32`` (H, W) in meters, 0 = no depth.
+
+    From ``depth_file_name`` (samples / ``depth_scale``), or for Cityscapes images from
+    ``disparity_file_name`` and the record's ``camera`` (:mod:`panoptic_depthlab.data.disparity`).
+    """
+    if "disparity_file_name" in record:
+        path = record["disparity_file_name"]
+        samples = read_png(path, "a 16-bit disparity PNG")
+        if samples.ndim != 2 or samples.dtype != np.uint16:
+            raise ValueError(
+                f"{path}: {samples.dtype} with shape {samples.shape}; expected a 16-bit "
+                "single-channel disparity PNG (Cityscapes' disparity/ folder)."
+            )
+        _check_size(path, samples, size)
+        camera = record["camera"]
+        return disparity_to_depth(samples, camera["baseline"], camera["fx"])
     raw = read_depth_samples(record, size)
     return raw.astype(np.float32) / np.float32(meta["depth_scale"])
 

@@ -7,6 +7,10 @@ cityscapes_dvps_{train,val}      cityscapes-dvps/video_sequence/{train,val}/
 semkitti_dvps_{train,val}        semkitti-dvps/video_sequence/{train,val}/
 synthetic_cityscapes_dvps_{..}   synthetic-cityscapes-dvps/video_sequence/{train,val}/
 synthetic_semkitti_dvps_{..}     synthetic-semkitti-dvps/video_sequence/{train,val}/
+cityscapes_panoptic_depth_{..}   cityscapes/ (Detectron2's Cityscapes layout, with the
+                                 disparity/ and camera/ packages; see cityscapes_depth.py)
+synthetic_cityscapes_panoptic_   synthetic-cityscapes/ (the same layout)
+depth_{train,val}
 ===============================  ==========================================================
 
 The synthetic sets are written by ``tools/make_synthetic_dvps.py``. Like Detectron2's own
@@ -17,10 +21,11 @@ from __future__ import annotations
 
 import os
 
+from .cityscapes_depth import register_cityscapes_depth
 from .dvps import register_dvps_dataset
 from .metadata import CITYSCAPES_DVPS, SEMKITTI_DVPS
 
-__all__ = ["BUILTIN_DVPS_DATASETS", "register_all_dvps"]
+__all__ = ["BUILTIN_CITYSCAPES_DEPTH_DATASETS", "BUILTIN_DVPS_DATASETS", "register_all_dvps"]
 
 # name prefix -> (directory under the datasets root, format)
 BUILTIN_DVPS_DATASETS = {
@@ -30,13 +35,24 @@ BUILTIN_DVPS_DATASETS = {
     "synthetic_semkitti_dvps": ("synthetic-semkitti-dvps", SEMKITTI_DVPS),
 }
 
+# name prefix -> directory under the datasets root, for Cityscapes with depth from disparity
+BUILTIN_CITYSCAPES_DEPTH_DATASETS = {
+    "cityscapes_panoptic_depth": "cityscapes",
+    "synthetic_cityscapes_panoptic_depth": "synthetic-cityscapes",
+}
+
 
 def register_all_dvps(datasets_root: str) -> None:
-    """Register ``<prefix>_train`` and ``<prefix>_val`` for every built-in DVPS dataset."""
+    """Register ``<prefix>_train`` and ``<prefix>_val`` for every built-in dataset."""
     for prefix, (directory, dataset_format) in BUILTIN_DVPS_DATASETS.items():
         for split in ("train", "val"):
             root = os.path.join(datasets_root, directory)
             register_dvps_dataset(f"{prefix}_{split}", root, split, dataset_format)
+    for prefix, directory in BUILTIN_CITYSCAPES_DEPTH_DATASETS.items():
+        for split in ("train", "val"):
+            register_cityscapes_depth(
+                f"{prefix}_{split}", os.path.join(datasets_root, directory), split
+            )
 
 
 register_all_dvps(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
