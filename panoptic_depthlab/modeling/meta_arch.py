@@ -256,13 +256,10 @@ class PanopticDepthLab(PanopticDeepLab):
             ``class * TRACK_LABEL_DIVISOR + track number`` (2**32; stuff: track number 0,
             void -1), not the dataset's ``label_divisor`` of single-frame outputs. Split them
             with ``split_panoptic(panoptic, TRACK_LABEL_DIVISOR, num_classes)``
-            (:mod:`panoptic_depthlab.panoptic_ids`).
+            (:mod:`panoptic_depthlab.panoptic_ids`). A model without the next-frame branch
+            (``MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED False``) links no frames: every
+            instance gets a fresh id, which single-frame metrics (PQ, DVPQ at k = 1) ignore.
         """
-        if self.next_frame_head is None:
-            raise ValueError(
-                "inference_sequence needs the next-frame branch: this model was built with "
-                "MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED False."
-            )
         sequence = SequenceInference(
             self.frame_maps, self.panoptic_settings, self._size_divisibility()
         )

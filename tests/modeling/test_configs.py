@@ -25,14 +25,15 @@ def load(name: str):
 
 
 @pytest.mark.parametrize(
-    "name,next_frame,loss",
+    "name,next_frame,loss,train",
     [
-        ("vip_depth.yaml", True, "silog_rel"),
-        ("cityscapes_dvps/single_frame_depth.yaml", False, "l1"),
-        ("cityscapes_dvps/vip_deeplab_reference.yaml", True, "silog_rel"),
+        ("vip_depth.yaml", True, "silog_rel", "cityscapes_dvps_train"),
+        ("cityscapes_dvps/single_frame_depth.yaml", False, "l1", "cityscapes_dvps_train"),
+        ("cityscapes_dvps/vip_deeplab_reference.yaml", True, "silog_rel", "cityscapes_dvps_train"),
+        ("cityscapes/panoptic_depthlab.yaml", False, "l1", "cityscapes_panoptic_depth_train"),
     ],
 )
-def test_config_builds_a_model_with_the_model_zoo_keys(name, next_frame, loss):
+def test_config_builds_a_model_with_the_model_zoo_keys(name, next_frame, loss, train):
     cfg = load(name)
     assert cfg.MODEL.META_ARCHITECTURE == "PanopticDepthLab"
     assert cfg.MODEL.WEIGHTS.startswith(ZOO) and cfg.MODEL.WEIGHTS.endswith(
@@ -40,7 +41,7 @@ def test_config_builds_a_model_with_the_model_zoo_keys(name, next_frame, loss):
     )
     assert cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED is next_frame
     assert cfg.MODEL.DEPTH_HEAD.LOSS_TYPE == loss
-    assert cfg.DATASETS.TRAIN == ("cityscapes_dvps_train",)
+    assert cfg.DATASETS.TRAIN == (train,)
     torch.manual_seed(0)
     model = build_model(cfg)
     assert isinstance(model, PanopticDepthLab) and (model.next_frame_head is not None) == next_frame
