@@ -1,27 +1,78 @@
-"""Write a synthetic DVPS dataset in the official Cityscapes-DVPS or SemKITTI-DVPS layout.
+"""Write a synthetic DVPS dataset in the official Cityscapes-DVPS or SemKITTI-DVPS layout, or
+plain Cityscapes with disparity and camera files.
 
     python tools/make_synthetic_dvps.py --format cityscapes_dvps \\
         --out datasets/synthetic-cityscapes-dvps --split train --sequences 10 --frames 6
 
-Frames go to ``<out>/video_sequence/<split>/``; the scene is described in
-``panoptic_depthlab/data/synthetic.py``. The same arguments always write the same files.
-Exit code 2, with a one-line message, for invalid arguments or a folder that cannot be written
-(checked before any frame is made); a disk that fills up stops the run with that message, and
-only whole frames stay.
+Formats cityscapes_dvps and semkitti_dvps: frames go to ``<out>/video_sequence/<split>/``.
+
+Format cityscapes: the cityscapes_dvps scene, each frame an independent Cityscapes image
+``<city>_<sequence>_<frame>`` (city aachen or bochum), in the layout of the real Cityscapes
+dataset after cityscapesScripts' createTrainIdLabelImgs and createPanopticImgs, which
+Detectron2 reads as cityscapes_fine_panoptic_<split>: under ``<out>``,
+``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` (RGB),
+``gtFine/<split>/<city>/*_gtFine_labelTrainIds.png`` (train ids, 255 unlabelled),
+``gtFine/cityscapes_panoptic_<split>/*_gtFine_panoptic.png`` (segment id = R + 256 G + 65536 B)
+with ``gtFine/cityscapes_panoptic_<split>.json`` (COCO panoptic, categories = Cityscapes label
+ids), ``disparity/<split>/<city>/*_disparity.png`` (16-bit, disparity = (p - 1) / 256 pixels,
+0 invalid: no depth, or the left 5% of the columns) and ``camera/<split>/<city>/*_camera.json``
+(baseline, fx, fy, u0, v0, ...; depth = baseline * fx / disparity).
+
+The scene is described in ``panoptic_depthlab/data/synthetic.py``. The same arguments always
+write the same files. Exit code 2, with a one-line message, for invalid arguments or a folder
+that cannot be written (checked before any frame is made); a disk that fills up stops the run
+with that message, and only whole frames stay.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 import time
 
 from tqdm import tqdm
 
-from panoptic_depthlab.data.datasets import DVPS_FORMATS, load_dvps_split
-from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
+from panoptic_depthlab.data.datasets import load_dvps_split
+from panoptic_depthlab.data.synthetic import (
+    CITYSCAPES,
+    SYNTHETIC_FORMATS,
+    cityscapes_panoptic_paths,
+    generate_synthetic_dvps,
+)
 from panoptic_depthlab.files import OutputError
+
+
+def _read_back(out: str, split: str, dataset_format: str) -> tuple[str, int, int]:
+    """Read a written split through its dataset loader, as any user's files are read.
+
+    Returns:
+        The folder the images are in, the number of frames the loader reads and the number of
+        images in that folder (earlier runs' frames included).
+    """
+    if dataset_format != CITYSCAPES:
+        folder = os.path.join(out, "video_sequence", split)
+        records = load_dvps_split(out, split, dataset_format)
+        return folder, len(records), len(records)
+    # Imported here, after panoptic_depthlab (whose compat module silences the torch.jit.script
+    # deprecation warnings that importing detectron2.data prints).
+    from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
+    from detectron2.data.datasets.cityscapes_panoptic import load_cityscapes_panoptic
+
+    image_dir, gt_dir, gt_json = cityscapes_panoptic_paths(out, split)
+    # Detectron2's cityscapes_fine_panoptic_* metadata: label id -> train id, things and stuff.
+    meta = {
+        f"{kind}_dataset_id_to_contiguous_id": {
+            c["id"]: c["trainId"]
+            for c in CITYSCAPES_CATEGORIES
+            if c["isthing"] == (kind == "thing")
+        }
+        for kind in ("thing", "stuff")
+    }
+    records = load_cityscapes_panoptic(image_dir, gt_dir, gt_json, meta)
+    on_disk = glob.glob(os.path.join(glob.escape(image_dir), "*", "*_leftImg8bit.png"))
+    return image_dir, len(records), len(on_disk)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         epilog="\n\n".join(doc[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--format", required=True, choices=DVPS_FORMATS, help="on-disk layout")
     parser.add_argument(
-        "--out", required=True, help="dataset root; frames go to OUT/video_sequence/SPLIT/"
+        "--format", required=True, choices=SYNTHETIC_FORMATS, help="on-disk layout (see below)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="dataset root; DVPS frames go to OUT/video_sequence/SPLIT/, cityscapes to "
+        "OUT/leftImg8bit/SPLIT/CITY/, OUT/gtFine/..., OUT/disparity/..., OUT/camera/...",
     )
     parser.add_argument("--split", required=True, help="train or val (also seeds the data)")
     parser.add_argument("--sequences", type=int, default=4, help="number of sequences (>= 1)")
@@ -65,21 +121,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     except OutputError as e:  # a folder that cannot be written, or a full disk
         kept = f" The {progress.n} frames written before stay whole." if progress.n else ""
+        if kept and args.format == CITYSCAPES:
+            kept = kept[:-1] + "; the split's panoptic JSON is not written."
         print(f"{parser.prog}: error: {e}{kept}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
-    # Read the split back through the dataset loader: the files are checked as any user's are.
-    records = load_dvps_split(args.out, args.split, args.format)
-    split_dir = os.path.join(args.out, "video_sequence", args.split)
+    folder, read, on_disk = _read_back(args.out, args.split, args.format)
     print(
         f"Wrote {len(images)} frames of {args.format} {args.split} ({args.sequences} x "
-        f"{args.frames}, {args.height}x{args.width}) to {split_dir} in {elapsed:.1f} s; "
-        f"the dataset loader reads back {len(records)} frames."
+        f"{args.frames}, {args.height}x{args.width}) to {folder} in {elapsed:.1f} s; "
+        f"the dataset loader reads back {read} frames."
     )
-    if len(records) != len(images):
+    if on_disk != len(images):
+        unread, what = " (not in the split's panoptic JSON)", "dataset"
+        if args.format != CITYSCAPES:
+            unread, what = "", "folder"
         print(
-            f"Warning: {split_dir} also holds {len(records) - len(images)} frames of an earlier "
-            "run; delete the folder and run again for a dataset of this run only."
+            f"Warning: {folder} also holds {on_disk - len(images)} frames of an earlier "
+            f"run{unread}; delete the {what} and run again for a dataset of this run only."
         )
     return 0
 

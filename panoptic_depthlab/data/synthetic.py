@@ -2,7 +2,8 @@
 
 :func:`generate_synthetic_dvps` renders short sequences of a street seen from a car driving
 forward and writes them exactly like Cityscapes-DVPS or SemKITTI-DVPS (file names, PNG bit
-depths, label encodings, depth scale), so every loader and evaluator runs on real files.
+depths, label encodings, depth scale), so every loader and evaluator runs on real files, or like
+plain Cityscapes with disparity and camera files (format ``cityscapes``, see below).
 
 Scene model (meters; camera frame: x to the right, z forward, y up; the camera moves forward by
 a per-sequence speed every frame):
@@ -28,6 +29,42 @@ extra point on every segment the scan lines miss), as in the real dataset.
 
 Randomness comes only from ``numpy.random.default_rng([seed, split index, sequence index])``, so
 equal arguments give byte-identical files.
+
+Format ``cityscapes``: the Cityscapes-DVPS scene (the same images, labels and depths for equal
+arguments), written as the real Cityscapes dataset is laid out once cityscapesScripts'
+``createTrainIdLabelImgs`` and ``createPanopticImgs`` have run, i.e. what Detectron2 registers as
+``cityscapes_fine_panoptic_{train,val}`` (``load_cityscapes_panoptic``), plus the ``disparity``
+and ``camera`` folders of the Cityscapes download. Each frame of a sequence is an independent
+Cityscapes image ``<city>_<seq:06d>_<frame:06d>``; the city alternates between ``aachen`` (even
+sequences) and ``bochum`` (odd ones). Under the dataset root:
+
+* ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png``: 8-bit RGB image.
+* ``gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png``: 8-bit train ids 0..18, 255 for
+  unlabelled pixels (the ego-car hood).
+* ``gtFine/cityscapes_panoptic_<split>/<name>_gtFine_panoptic.png``: 8-bit RGB, segment id =
+  R + 256 * G + 256 * 256 * B, 0 for unlabelled pixels; and once per split, after all frames,
+  ``gtFine/cityscapes_panoptic_<split>.json`` (COCO panoptic: ``images``, ``annotations`` with
+  ``segments_info`` [id, category_id, iscrowd, area, bbox], ``categories``). Categories are the
+  19 evaluated Cityscapes classes with their label ids (road 7, ..., car 26, ..., bicycle 33):
+  ``category_id`` is a label id, not a train id. Segment ids are those of Cityscapes'
+  ``*_gtFine_instanceIds.png``, which ``createPanopticImgs`` copies into the panoptic PNG: a stuff
+  segment is its label id; a thing instance is label id * 1000 + k, k = 0, 1, ... numbering the
+  instances of that class in the image (here in the order of their sequence instance ids); a
+  crowd region (thing pixels without an instance) is the label id with ``iscrowd`` 1. (As read
+  in cityscapesScripts: ``json2instanceImg`` numbers a class's instances from 0 and gives groups
+  the bare label id; ``createPanopticImgs`` keeps these ids, marks ids < 1000 of thing classes as
+  crowd and leaves classes ignored in evaluation at 0. Keeping them makes these files what the
+  real dataset's are for every reader: Detectron2's loader, mapper and panoptic evaluator.)
+* ``disparity/<split>/<city>/<name>_disparity.png``: 16-bit, value p > 0 means a disparity of
+  (p - 1) / 256 pixels, i.e. depth = baseline * fx / ((p - 1) / 256); p = round(256 * baseline
+  * fx / depth) + 1, clipped to 1..65535. p = 0 (invalid) where the scene has no depth (sky,
+  hood) and in the leftmost 5% of the columns, which the right camera of a stereo rig does not
+  see (real Cityscapes disparity maps are invalid there too).
+* ``camera/<split>/<city>/<name>_camera.json``: ``extrinsic`` (baseline, pitch, roll, x, y,
+  yaw, z: m and radians) and ``intrinsic`` (fx, fy, u0, v0: pixels) as in the Cityscapes
+  download: a real Cityscapes baseline and mounting position, the renderer's focal length
+  (2262.52 * width / 2048, square pixels) and principal point (the image center column and the
+  horizon row: the synthetic camera looks level along the street, so pitch = roll = yaw = 0).
 """
 
 from __future__ import annotations
@@ -37,20 +74,53 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
 
-from ..files import check_writable, write_png_atomic
+from ..files import check_writable, write_json_atomic, write_png_atomic
 from .datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
-__all__ = ["generate_synthetic_dvps"]
+__all__ = [
+    "CITYSCAPES",
+    "SYNTHETIC_FORMATS",
+    "cityscapes_panoptic_paths",
+    "generate_synthetic_dvps",
+]
+
+CITYSCAPES = "cityscapes"  # plain Cityscapes (panoptic, disparity, camera): see the module doc
+SYNTHETIC_FORMATS = (*DVPS_FORMATS, CITYSCAPES)
+_SCENES = {
+    CITYSCAPES_DVPS: CITYSCAPES_DVPS,
+    SEMKITTI_DVPS: SEMKITTI_DVPS,
+    CITYSCAPES: CITYSCAPES_DVPS,
+}
 
 _SPLITS = ("train", "val")
 _MIN_SIZE = 64
 _CITY = "synth"  # Cityscapes-DVPS city name: lowercase letters only
 _KITTI_FOCAL, _KITTI_WIDTH = 718.856, 1242  # SemKITTI-DVPS focal length (pixels) at its width
 _CITYSCAPES_FOCAL, _CITYSCAPES_WIDTH = 2262.52, 2048
+_CITIES = ("aachen", "bochum")  # plain Cityscapes: city of sequence s is _CITIES[s % 2]
+# A real Cityscapes camera (camera/*/aachen/*_camera.json): stereo baseline (m) and mounting
+# position in the vehicle frame (m: forward, left; the height is the layout's cam_height).
+_BASELINE, _CAMERA_X, _CAMERA_Y = 0.209313, 1.7, 0.1
+_DISPARITY_BORDER = 0.05  # fraction of the columns, at the left, without disparity
+# Cityscapes label id (the panoptic category_id) of each train id 0..18, and the evaluated
+# classes' supercategories (Cityscapes' "category" of a label).
+_LABEL_IDS = np.array([c["id"] for c in sorted(CITYSCAPES_CATEGORIES, key=lambda c: c["trainId"])])
+_THING_LABEL_IDS = frozenset(c["id"] for c in CITYSCAPES_CATEGORIES if c["isthing"])
+_SUPERCATEGORIES = {
+    "flat": ("road", "sidewalk"),
+    "construction": ("building", "wall", "fence"),
+    "object": ("pole", "traffic light", "traffic sign"),
+    "nature": ("vegetation", "terrain"),
+    "sky": ("sky",),
+    "human": ("person", "rider"),
+    "vehicle": ("car", "truck", "bus", "train", "motorcycle", "bicycle"),
+}
 _HORIZON = 0.44  # horizon row as a fraction of the image height
 _Z_NEAR, _Z_FAR = 1.5, 80.0  # m: nearest drawn sprite; distance of the wall ending the street
 _LANE = 3.2  # m: lane width; the camera drives in the lane at x = 0, oncoming traffic at -_LANE
@@ -297,9 +367,9 @@ def _check_args(
     width: int,
     seed: int,
 ) -> None:
-    if dataset_format not in DVPS_FORMATS:
+    if dataset_format not in SYNTHETIC_FORMATS:
         raise ValueError(
-            f"dataset_format={dataset_format!r} is unknown; expected one of {DVPS_FORMATS}."
+            f"dataset_format={dataset_format!r} is unknown; expected one of {SYNTHETIC_FORMATS}."
         )
     if split not in _SPLITS:
         raise ValueError(f"split={split!r} is unknown; expected one of {_SPLITS}.")
@@ -965,10 +1035,13 @@ def _lidar_points(canvas: _Canvas, spec: _Spec) -> np.ndarray:
     return points & labelled
 
 
-def _write_frame(
+_Files = dict[str, np.ndarray | dict[str, Any]]  # path -> PNG array (BGR if 3 channels) or JSON
+
+
+def _dvps_frame(
     split_dir: str, spec: _Spec, seq: int, frame: int, canvas: _Canvas, image: np.ndarray
-) -> str:
-    """Write one frame's files in the format's layout; return the image path."""
+) -> _Files:
+    """One frame's files in the Cityscapes-DVPS or SemKITTI-DVPS layout, the image first."""
     depth = _depth_png(canvas, spec)
     if spec.cityscapes:  # dense panoptic label
         prefix = f"{seq:06d}_{frame:06d}_{_CITY}_{seq:06d}_{5 * frame + 4:06d}"
@@ -982,20 +1055,161 @@ def _write_frame(
             "_gtFine_instance.png": np.where(points, canvas.inst, 0).astype(np.uint16),
             f"_depth_{spec.focal_name}.png": np.where(points, depth, 0).astype(np.uint16),
         }
-    image_path = os.path.join(split_dir, prefix + "_leftImg8bit.png")
+    files: _Files = {os.path.join(split_dir, prefix + "_leftImg8bit.png"): image[..., ::-1]}
+    for suffix, array in labels.items():
+        files[os.path.join(split_dir, prefix + suffix)] = array
+    return files
+
+
+def cityscapes_panoptic_paths(out_dir: str, split: str) -> tuple[str, str, str]:
+    """The ``(image_dir, gt_dir, gt_json)`` arguments of Detectron2's
+    ``load_cityscapes_panoptic`` for a split of a Cityscapes dataset rooted at ``out_dir``."""
+    gt_root = os.path.join(out_dir, "gtFine")
+    return (
+        os.path.join(out_dir, "leftImg8bit", split),
+        os.path.join(gt_root, f"cityscapes_panoptic_{split}"),
+        os.path.join(gt_root, f"cityscapes_panoptic_{split}.json"),
+    )
+
+
+def _cityscapes_segments(canvas: _Canvas, spec: _Spec) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(H, W) int64 Cityscapes segment ids (0 = unlabelled) and their ``segments_info``, ordered
+    by segment id; the convention is in the module docstring."""
+    labelled = canvas.label != spec.void
+    label_id = _LABEL_IDS[np.where(labelled, canvas.label, 0)]
+    segment = np.where(labelled, label_id, 0).astype(np.int64)
+    for cls in sorted(spec.things):
+        instance = (canvas.label == cls) & (canvas.inst > 0)
+        inst = canvas.inst[instance]
+        index = np.searchsorted(np.unique(inst), inst)  # 0, 1, ... in instance id order
+        segment[instance] = _LABEL_IDS[cls] * 1000 + index
+    info = []
+    for segment_id in np.unique(segment[labelled]).tolist():
+        rows, cols = np.nonzero(segment == segment_id)
+        category = segment_id if segment_id < 1000 else segment_id // 1000
+        crowd = segment_id < 1000 and category in _THING_LABEL_IDS
+        info.append(
+            {
+                "id": segment_id,
+                "category_id": category,
+                "iscrowd": int(crowd),
+                "area": len(rows),
+                "bbox": [
+                    int(cols.min()),
+                    int(rows.min()),
+                    int(cols.max() - cols.min() + 1),
+                    int(rows.max() - rows.min() + 1),
+                ],
+            }
+        )
+    return segment, info
+
+
+def _disparity_png(canvas: _Canvas, spec: _Spec) -> np.ndarray:
+    """(H, W) uint16 Cityscapes disparity: round(256 * baseline * fx / depth) + 1 in 1..65535,
+    0 where there is no depth and in the left border band."""
+    depth = canvas.depth.astype(np.float64)
+    valid = np.isfinite(depth) & (depth > 0)
+    disparity = np.divide(_BASELINE * spec.focal, depth, out=np.zeros_like(depth), where=valid)
+    value = np.where(valid, np.clip(np.round(disparity * 256) + 1, 1, 65535), 0)
+    value[:, : math.ceil(_DISPARITY_BORDER * spec.width)] = 0
+    return value.astype(np.uint16)
+
+
+def _camera(spec: _Spec) -> dict[str, Any]:
+    """A Cityscapes camera file's content for the renderer's camera."""
+    return {
+        "extrinsic": {
+            "baseline": _BASELINE,
+            "pitch": 0.0,
+            "roll": 0.0,
+            "x": _CAMERA_X,
+            "y": _CAMERA_Y,
+            "yaw": 0.0,
+            "z": spec.layout.cam_height,
+        },
+        "intrinsic": {
+            "fx": spec.focal,
+            "fy": spec.focal,
+            "u0": spec.cx,
+            "v0": float(spec.horizon),
+        },
+    }
+
+
+def _cityscapes_frame(
+    out_dir: str, split: str, spec: _Spec, seq: int, frame: int, canvas: _Canvas, image: np.ndarray
+) -> tuple[_Files, dict[str, Any]]:
+    """One frame's files in the plain Cityscapes layout, the image first, and its panoptic
+    annotation (an ``annotations`` entry of the split's JSON)."""
+    city = _CITIES[seq % len(_CITIES)]
+    name = f"{city}_{seq:06d}_{frame:06d}"
+    _, panoptic_dir, _ = cityscapes_panoptic_paths(out_dir, split)
+    segment, segments_info = _cityscapes_segments(canvas, spec)
+    rgb = np.stack([segment % 256, segment // 256 % 256, segment // 65536], -1).astype(np.uint8)
+    train_ids = np.where(canvas.label != spec.void, canvas.label, 255).astype(np.uint8)
+
+    def path(folder: str, suffix: str) -> str:
+        return os.path.join(out_dir, folder, split, city, name + suffix)
+
+    files: _Files = {
+        path("leftImg8bit", "_leftImg8bit.png"): image[..., ::-1],
+        path("gtFine", "_gtFine_labelTrainIds.png"): train_ids,
+        os.path.join(panoptic_dir, name + "_gtFine_panoptic.png"): rgb[..., ::-1],
+        path("disparity", "_disparity.png"): _disparity_png(canvas, spec),
+        path("camera", "_camera.json"): _camera(spec),
+    }
+    annotation = {
+        "image_id": name,
+        "file_name": name + "_gtFine_panoptic.png",
+        "segments_info": segments_info,
+    }
+    return files, annotation
+
+
+def _panoptic_json(annotations: list[dict[str, Any]], spec: _Spec) -> dict[str, Any]:
+    """A split's COCO panoptic JSON, as cityscapesScripts' ``createPanopticImgs`` writes it."""
+    supercategory = {name: sup for sup, names in _SUPERCATEGORIES.items() for name in names}
+    return {
+        "images": [
+            {
+                "id": a["image_id"],
+                "file_name": a["image_id"] + "_leftImg8bit.png",
+                "width": spec.width,
+                "height": spec.height,
+            }
+            for a in annotations
+        ],
+        "annotations": annotations,
+        "categories": [
+            {
+                "id": c["id"],
+                "name": c["name"],
+                "color": list(c["color"]),
+                "supercategory": supercategory[c["name"]],
+                "isthing": c["isthing"],
+            }
+            for c in sorted(CITYSCAPES_CATEGORIES, key=lambda c: c["id"])
+        ],
+    }
+
+
+def _write_files(files: _Files) -> None:
+    """Write a frame's files in order, whole or not at all (a full disk stops it half way: the
+    files already written are removed)."""
     written = []
-    try:  # a frame is written whole or not at all (a full disk stops it half way)
-        write_png_atomic(image_path, image[..., ::-1])
-        written.append(image_path)
-        for suffix, array in labels.items():
-            write_png_atomic(os.path.join(split_dir, prefix + suffix), array)
-            written.append(os.path.join(split_dir, prefix + suffix))
+    try:
+        for path, data in files.items():
+            if isinstance(data, np.ndarray):
+                write_png_atomic(path, data)
+            else:
+                write_json_atomic(path, data)
+            written.append(path)
     except BaseException:
         for path in written:
             with contextlib.suppress(OSError):
                 os.remove(path)
         raise
-    return image_path
 
 
 def generate_synthetic_dvps(
@@ -1010,17 +1224,24 @@ def generate_synthetic_dvps(
     *,
     on_frame_written: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Write a synthetic DVPS split in the official layout of ``dataset_format``.
+    """Write a synthetic split in the official layout of ``dataset_format``.
 
-    Files go to ``<out_dir>/video_sequence/<split>/`` (created if missing); see the module
-    docstring for the scene and datasets/README.md for the layouts. Every class of the format is
-    placed in every sequence (and is visible at the default size, 256 x 512); the Cityscapes-DVPS
-    ego-car hood is void, and its even-numbered sequences hold a crowd region (persons with
-    instance 0).
+    Cityscapes-DVPS and SemKITTI-DVPS files go to ``<out_dir>/video_sequence/<split>/`` (created
+    if missing); see the module docstring for the scene and datasets/README.md for the layouts.
+    Every class of the format is placed in every sequence (and is visible at the default size,
+    256 x 512); the Cityscapes-DVPS ego-car hood is void, and its even-numbered sequences hold a
+    crowd region (persons with instance 0).
+
+    ``cityscapes`` writes the Cityscapes-DVPS scene (the same images, labels and depths as
+    ``cityscapes_dvps`` with equal arguments) as plain Cityscapes under ``<out_dir>``:
+    ``leftImg8bit``, ``gtFine`` (train ids, panoptic PNGs and the split's panoptic JSON, with
+    Cityscapes label ids as categories), ``disparity`` and ``camera``, one image per frame,
+    readable by Detectron2's ``load_cityscapes_panoptic``; the module docstring details the
+    files. The JSON, listing this run's frames only, is written after the last frame.
 
     Args:
         out_dir: dataset root.
-        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``.
+        dataset_format: ``cityscapes_dvps``, ``semkitti_dvps`` or ``cityscapes``.
         split: ``train`` or ``val`` (also seeds the data).
         num_sequences: sequences, >= 1; sequence ids 0..num_sequences-1.
         num_frames: frames per sequence, >= 1.
@@ -1033,14 +1254,16 @@ def generate_synthetic_dvps(
 
     Raises:
         ValueError: invalid arguments, before anything is written.
-        OutputError: the split folder cannot be written (checked first), or a write failed
-            (e.g. a full disk); the frame being written is removed, earlier frames stay.
+        OutputError: the split folder (``cityscapes``: ``out_dir``) cannot be written (checked
+            first), or a write failed (e.g. a full disk); the frame being written is removed,
+            earlier frames stay (``cityscapes``: without the split's JSON).
     """
     _check_args(dataset_format, split, num_sequences, num_frames, height, width, seed)
-    spec = _make_spec(dataset_format, height, width)
-    split_dir = os.path.join(out_dir, "video_sequence", split)
+    spec = _make_spec(_SCENES[dataset_format], height, width)
+    cityscapes = dataset_format == CITYSCAPES
+    split_dir = out_dir if cityscapes else os.path.join(out_dir, "video_sequence", split)
     check_writable(split_dir, "dataset folder")
-    images = []
+    images, annotations = [], []
     for seq in range(num_sequences):
         rng = np.random.default_rng([seed, _SPLITS.index(split), seq])
         street = _build_street(rng, spec, num_frames)
@@ -1048,10 +1271,21 @@ def generate_synthetic_dvps(
         sprites = _build_sprites(rng, spec, num_frames, street.ego_speed, crowd)
         for frame in range(num_frames):
             canvas = _render(spec, street, sprites, frame)
-            path = _write_frame(
-                split_dir, spec, seq, frame, canvas, _finish_image(canvas, spec, rng)
-            )
+            image = _finish_image(canvas, spec, rng)
+            if cityscapes:
+                files, annotation = _cityscapes_frame(
+                    out_dir, split, spec, seq, frame, canvas, image
+                )
+                annotations.append(annotation)
+            else:
+                files = _dvps_frame(split_dir, spec, seq, frame, canvas, image)
+            _write_files(files)
+            path = next(iter(files))  # the image
             images.append(path)
             if on_frame_written is not None:
                 on_frame_written(path)
+    if cityscapes:
+        write_json_atomic(
+            cityscapes_panoptic_paths(out_dir, split)[2], _panoptic_json(annotations, spec)
+        )
     return images
