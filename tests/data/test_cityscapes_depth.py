@@ -183,3 +183,33 @@ def test_missing_panoptic_json_names_the_tool(tmp_path):
     (tmp_path / "leftImg8bit" / "val").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="createPanopticImgs"):
         load_cityscapes_depth(str(tmp_path), "val")
+
+
+def test_synthetic_cityscapes_reads_as_the_same_scene_as_cityscapes_dvps(tmp_path):
+    """The generator's Cityscapes layout, through the registered loader and our readers, gives
+    the Cityscapes-DVPS scene of the same arguments: classes, instance partition, depth."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from panoptic_depthlab.data.datasets import load_dvps_split, register_cityscapes_depth
+    from panoptic_depthlab.data.datasets.metadata import dvps_metadata
+    from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
+
+    args = ("val", 2, 2, 64, 128, 5)
+    generate_synthetic_dvps(str(tmp_path / "cs"), "cityscapes", *args)
+    generate_synthetic_dvps(str(tmp_path / "dvps"), "cityscapes_dvps", *args)
+    register_cityscapes_depth("test_synthetic_cityscapes_depth_val", str(tmp_path / "cs"), "val")
+    records = DatasetCatalog.get("test_synthetic_cityscapes_depth_val")
+    meta = MetadataCatalog.get("test_synthetic_cityscapes_depth_val").as_dict()
+    dvps = load_dvps_split(str(tmp_path / "dvps"), "val", "cityscapes_dvps")
+    dvps_meta = dvps_metadata("cityscapes_dvps")
+    assert len(records) == len(dvps) == 4
+    for record, reference in zip(records, dvps, strict=True):
+        ours = read_panoptic(record, meta)
+        theirs = read_panoptic(reference, dvps_meta)
+        np.testing.assert_array_equal(ours // 1000, theirs // 1000)
+        pairs = np.unique(np.stack([ours.ravel(), theirs.ravel()]), axis=1)
+        assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]  # same partition
+        depth, expected = read_depth(record, meta), read_depth(reference, dvps_meta)
+        valid = depth > 0
+        assert valid.mean() > 0.5
+        np.testing.assert_allclose(depth[valid], expected[valid], rtol=0.01)
