@@ -1,4 +1,4 @@
-"""The DVPS frame-pair dataset mapper."""
+"""The DVPS dataset mapper: frame pairs (video models) or single frames."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ _SHARED_METADATA = ("dataset_format", "label_divisor", "ignore_label", "depth_sc
 class DVPSDatasetMapper:
     """Map a DVPS frame record (see :mod:`panoptic_depthlab.data.datasets.dvps`) to model inputs.
 
-    Training (``is_train=True``): frame t and frame t+1 are read, one augmentation sample
-    is applied to both images, both panoptic maps and the depth map, and the result holds, at
-    the crop's resolution:
+    Training (``is_train=True``) with ``next_frame=True`` (a model with the next-frame branch,
+    ``MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED``): frame t and frame t+1 are read, one
+    augmentation sample is applied to both images, both panoptic maps and the depth map, and the
+    result holds, at the crop's resolution:
 
     * ``image``, ``next_image``: uint8 (3, H, W) in ``INPUT.FORMAT`` channel order;
     * frame t's targets ``sem_seg``, ``sem_seg_weights``, ``center``, ``center_weights``,
@@ -40,11 +41,17 @@ class DVPSDatasetMapper:
     * ``depth``: float32 (1, H, W) meters of frame t, 0 = no depth; ``depth_valid``: bool
       (1, H, W), ``depth > 0`` (all False when the crop has no depth).
 
+    A record without a next frame (the last of its sequence) is then an error; use
+    :class:`FramePairTrainingSampler` (as :func:`build_dvps_train_loader` does) to skip them.
+
+    Training with ``next_frame=False`` (a single-frame model): frame t alone is read, and the
+    result is the above without ``next_image``, ``next_offset`` and ``next_offset_weights``;
+    for the same record and augmentation sample, frame t's targets and depth equal the pair
+    path's. Any record can be mapped, also one without a next frame (the last of a sequence, or
+    an independent image whose record has no ``next_frame``).
+
     Unlabelled pixels (Cityscapes-DVPS void, SemKITTI-DVPS 255, padding) get
     ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE`` in ``sem_seg``.
-
-    A record without a next frame (the last of its sequence) is an error in training; use
-    :class:`FramePairTrainingSampler` (as :func:`build_dvps_train_loader` does) to skip them.
 
     Evaluation (``is_train=False``): no augmentation, original resolution; ``image`` only.
     Sequence inference (:meth:`PanopticDepthLab.inference_sequence`) pairs each frame with the
@@ -62,14 +69,18 @@ class DVPSDatasetMapper:
         image_format: str,
         metadata: Mapping[str, Any],
         target_generator: DVPSTargetGenerator,
+        next_frame: bool = True,
     ):
         """
         Args:
-            is_train: training (frame pairs, augmentation, targets) or evaluation mode.
+            is_train: training (augmentation, targets) or evaluation mode.
             augmentations: applied to frame t, replayed on everything else (training only).
             image_format: "RGB" or "BGR", the channel order of the output images.
             metadata: the dataset's metadata (``dvps_metadata(...)`` or MetadataCatalog's).
             target_generator: computes the panoptic and next-frame targets.
+            next_frame: training reads frame t+1 too and adds its targets (``next_image``,
+                ``next_offset``, ``next_offset_weights``); False: frame t alone. Unused in
+                evaluation.
         """
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT={image_format!r}: expected 'RGB' or 'BGR'.")
@@ -78,6 +89,7 @@ class DVPSDatasetMapper:
         self.image_format = image_format
         self.metadata = dict(metadata)
         self.target_generator = target_generator
+        self.next_frame = next_frame
         mode = "training" if is_train else "inference"
         logger.info(f"[DVPSDatasetMapper] Augmentations used in {mode}: {augmentations}")
 
@@ -118,6 +130,7 @@ class DVPSDatasetMapper:
                 small_instance_area=cfg.INPUT.SMALL_INSTANCE_AREA,
                 small_instance_weight=cfg.INPUT.SMALL_INSTANCE_WEIGHT,
             ),
+            "next_frame": cfg.MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED,
         }
 
     def _read_image(self, path: str) -> np.ndarray:
@@ -148,28 +161,27 @@ class DVPSDatasetMapper:
             record["image"] = _to_tensor(image)
             return record
 
-        nxt = record.get("next_frame")
-        if nxt is None:
+        nxt = record.get("next_frame") if self.next_frame else None
+        if self.next_frame and nxt is None:
             raise ValueError(
                 f"{record['file_name']}: the last frame of sequence {record['sequence_id']} has "
                 "no next frame, so it cannot start a training pair; sample training frames with "
                 "FramePairTrainingSampler (build_dvps_train_loader does)."
             )
-        next_image = self._read_next_image(record, size)
+        next_image = self._read_next_image(record, size) if nxt is not None else None
         panoptic = read_panoptic(record, self.metadata, size)
-        next_panoptic = read_panoptic(nxt, self.metadata, size)
+        next_panoptic = read_panoptic(nxt, self.metadata, size) if nxt is not None else None
         depth = read_depth(record, self.metadata, size)
 
+        # One augmentation sample (NumPy's global RNG), drawn from frame t alone: the single-frame
+        # path draws the same sample as the pair path and gives the same frame-t outputs.
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         record["image"] = _to_tensor(aug_input.image)
-        record["next_image"] = _to_tensor(transforms.apply_image(next_image))
-        record.update(
-            self.target_generator(
-                transforms.apply_segmentation(panoptic),
-                transforms.apply_segmentation(next_panoptic),
-            )
-        )
+        if next_image is not None:
+            record["next_image"] = _to_tensor(transforms.apply_image(next_image))
+            next_panoptic = transforms.apply_segmentation(next_panoptic)
+        record.update(self.target_generator(transforms.apply_segmentation(panoptic), next_panoptic))
         depth = torch.from_numpy(np.ascontiguousarray(transforms.apply_depth(depth)))[None]
         record["depth"], record["depth_valid"] = depth, depth > 0
         return record

@@ -17,7 +17,9 @@ class FramePairTrainingSampler(TrainingSampler):
     """Detectron2's infinite, shuffled, rank-sharded sampler over the frames with a next frame.
 
     The last frame of each sequence cannot start a (t, t+1) pair; it is skipped here, by index,
-    so the mapper never sees it during training.
+    so the mapper never sees it during training. Single-frame training (no next-frame branch)
+    samples every record with Detectron2's :class:`TrainingSampler` instead: see
+    :func:`~panoptic_depthlab.data.build_dvps_train_loader`.
     """
 
     def __init__(

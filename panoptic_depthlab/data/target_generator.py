@@ -1,4 +1,4 @@
-"""ViP-DeepLab training targets of a frame pair, computed with vectorized NumPy.
+"""ViP-DeepLab training targets of a frame or a frame pair, computed with vectorized NumPy.
 
 Segments are found with bincounts (no sort, no loop over pixels); the only Python loop is over
 instances, to paste each center Gaussian. Shapes follow Detectron2's Panoptic-DeepLab, so its
@@ -42,7 +42,7 @@ def label_segments(panoptic: np.ndarray, label_divisor: int) -> tuple[np.ndarray
 
 
 class DVPSTargetGenerator:
-    """Targets of frame t and next-frame offsets of frame t+1 from their panoptic maps.
+    """Targets of frame t and, optionally, next-frame offsets of frame t+1 from panoptic maps.
 
     Definitions (all at the crop's resolution, pixels; crowd = thing class with instance 0):
 
@@ -58,6 +58,7 @@ class DVPSTargetGenerator:
     * ``next_offset``: for each pixel of frame t+1 whose instance (same panoptic id, instance
       > 0) is an instance of frame t, that instance's center **in frame t** minus the pixel
       position; ``next_offset_weights`` is 1 there and 0 for new instances and elsewhere.
+      Computed only when frame t+1's map is given (see :meth:`__call__`).
     """
 
     def __init__(
@@ -105,8 +106,27 @@ class DVPSTargetGenerator:
         dx = centers[index, 1] - np.arange(w, dtype=np.float32)[None, :]
         return np.stack([dy, dx]) * on
 
-    def __call__(self, panoptic: np.ndarray, next_panoptic: np.ndarray) -> dict[str, torch.Tensor]:
-        """Targets from panoptic maps (H, W) of frames t and t+1 (same size, same encoding)."""
+    def __call__(
+        self, panoptic: np.ndarray, next_panoptic: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Targets from the panoptic maps (H, W) of frame t and, optionally, frame t+1.
+
+        Args:
+            panoptic: frame t, ``class * label_divisor + instance``.
+            next_panoptic: frame t+1, same size and encoding; None (single-frame training)
+                gives frame t's targets alone, without ``next_offset`` and
+                ``next_offset_weights``.
+        """
+        targets, instance_ids, instance_centers = self._frame_targets(panoptic)
+        if next_panoptic is not None:
+            targets.update(self._next_frame_targets(next_panoptic, instance_ids, instance_centers))
+        return targets
+
+    def _frame_targets(
+        self, panoptic: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+        """Frame t's targets, its non-crowd thing instances' sorted panoptic ids (M,) and their
+        (rounded) centers (M, 2) float32 (y, x)."""
         div = self.label_divisor
         ids, index, areas = label_segments(panoptic, div)
         h, w = panoptic.shape
@@ -126,23 +146,30 @@ class DVPSTargetGenerator:
         weight[instance & (areas < self.small_instance_area)] = self.small_instance_weight
         on_instance = instance[index]
 
-        # Match each segment of frame t+1 to an instance of frame t; -1 = none (the extra zero
-        # row of ``table`` then serves as its center, under a zero weight).
-        next_ids, next_index, _ = label_segments(next_panoptic, div)
-        inst_ids = ids[instance]
-        table = np.concatenate([centers[instance], np.zeros((1, 2), np.float32)])
-        pos = np.searchsorted(inst_ids, next_ids).clip(max=max(len(inst_ids) - 1, 0))
-        found = self._instances(next_ids) & (inst_ids[pos] == next_ids if len(inst_ids) else False)
-        match = np.where(found, pos, -1)
-        on_tracked = found[next_index]
-
-        return {
+        targets = {
             "sem_seg": torch.from_numpy(classes[index]),
             "sem_seg_weights": torch.from_numpy(weight[index]),
             "center": torch.from_numpy(self._paste_centers(centers[instance], (h, w))),
             "center_weights": _weight_map(~(ignored | crowd)[index]),
             "offset": torch.from_numpy(self._offsets(centers, index, on_instance)),
             "offset_weights": _weight_map(on_instance),
+        }
+        return targets, ids[instance], centers[instance]
+
+    def _next_frame_targets(
+        self, next_panoptic: np.ndarray, inst_ids: np.ndarray, inst_centers: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """``next_offset`` and ``next_offset_weights`` of frame t+1, given frame t's instances
+        (sorted ids and centers, as returned by :meth:`_frame_targets`)."""
+        # Match each segment of frame t+1 to an instance of frame t; -1 = none (the extra zero
+        # row of ``table`` then serves as its center, under a zero weight).
+        next_ids, next_index, _ = label_segments(next_panoptic, self.label_divisor)
+        table = np.concatenate([inst_centers, np.zeros((1, 2), np.float32)])
+        pos = np.searchsorted(inst_ids, next_ids).clip(max=max(len(inst_ids) - 1, 0))
+        found = self._instances(next_ids) & (inst_ids[pos] == next_ids if len(inst_ids) else False)
+        match = np.where(found, pos, -1)
+        on_tracked = found[next_index]
+        return {
             "next_offset": torch.from_numpy(self._offsets(table[match], next_index, on_tracked)),
             "next_offset_weights": _weight_map(on_tracked),
         }

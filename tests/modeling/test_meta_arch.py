@@ -205,6 +205,22 @@ def test_sequence_inference_input_errors():
     frames.append({"image": torch.zeros(3, 96, 96, dtype=torch.uint8)})
     with pytest.raises(ValueError, match=r"frame 2 of the sequence has size \(96, 96\)"):
         list(model.inference_sequence(frames))
+
+
+def test_sequence_inference_of_a_single_frame_model_links_no_frames():
+    """Without a next-frame branch every frame is predicted alone: its instances get fresh ids,
+    and its outputs are those of single-frame inference with ids renumbered."""
     single = build(**{"MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED": False}).eval()
-    with pytest.raises(ValueError, match="NEXT_FRAME.ENABLED"):
-        list(single.inference_sequence(frames))
+    with torch.no_grad():
+        single.ins_embed_head.center_predictor.bias += 0.5  # centers everywhere: instances
+        frames = [{"image": torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)} for _ in "ab"]
+        tracked = list(single.inference_sequence(frames))
+        alone = single(frames)
+    seen: set[int] = set()
+    for ours, theirs in zip(tracked, alone, strict=True):
+        assert "next_offset" not in ours
+        torch.testing.assert_close(ours["depth"], theirs["depth"])
+        things = {s["id"] for s in ours["panoptic_seg"][1] if s["isthing"]}
+        assert len(things) == sum(s["isthing"] for s in theirs["panoptic_seg"][1]) > 0
+        assert not things & seen  # no id carried over from the previous frame
+        seen |= things
