@@ -30,6 +30,7 @@ from panoptic_depthlab.checkpoint import (
     class_order_options,
 )
 from panoptic_depthlab.config import ConfigValueError
+from panoptic_depthlab.data.errors import DatasetError
 from panoptic_depthlab.engine import (
     DVPSTrainer,
     LaunchError,
@@ -139,7 +140,9 @@ def main(args: argparse.Namespace):
 
 def _user_error(error: BaseException, output_dir: str) -> str | None:
     """The one-line message for an error the user can act on, else None."""
-    if isinstance(error, (LaunchError, CheckpointError, OutputError, ConfigValueError)):
+    if isinstance(
+        error, (LaunchError, CheckpointError, OutputError, ConfigValueError, DatasetError)
+    ):
         return str(error)
     if isinstance(error, OSError) and error.errno in _OUTPUT_ERRNOS:
         # a write outside panoptic_depthlab's atomic writes (log.txt, metrics.json, events)

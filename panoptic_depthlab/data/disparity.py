@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DatasetError
+
 __all__ = ["CameraError", "disparity_to_depth", "read_camera"]
 
 
-class CameraError(ValueError):
+class CameraError(DatasetError):
     """A camera file that is missing, not JSON, or lacks a positive baseline or fx."""
 
 

@@ -142,10 +142,11 @@ def check_launch(cfg: CfgNode, args: argparse.Namespace) -> list[str]:
         for name in names:
             if name not in registered:
                 raise LaunchError(
-                    f"{key} names {name!r}, which is not a registered dataset. Built-in DVPS "
+                    f"{key} names {name!r}, which is not a registered dataset. Built-in "
                     "datasets: cityscapes_dvps_*, semkitti_dvps_*, synthetic_cityscapes_dvps_*, "
-                    "synthetic_semkitti_dvps_* (train / val); others are registered with "
-                    "panoptic_depthlab.data.register_dvps_dataset."
+                    "synthetic_semkitti_dvps_*, cityscapes_panoptic_depth_*, "
+                    "synthetic_cityscapes_panoptic_depth_* (train / val); others are registered "
+                    "with panoptic_depthlab.data.register_dvps_dataset."
                 )
     for _, names in keys:
         for name in names:

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.annotations import read_depth_samples, read_labels, read_png
+from ..data.annotations import read_depth, read_depth_samples, read_labels, read_png
 from ..files import write_png_atomic
 
 __all__ = [
@@ -444,6 +444,8 @@ def read_ground_truth(
     """
     size = (record["height"], record["width"]) if "height" in record else None
     classes, instances = read_labels(record, metadata, size, void_as=metadata["ignore_label"])
+    if "depth_file_name" not in record:  # depth from disparity (Cityscapes)
+        return classes, instances, read_depth(record, metadata, classes.shape).astype(np.float64)
     depth = np.divide(
         read_depth_samples(record, classes.shape), metadata["depth_scale"], dtype=np.float64
     )

@@ -22,6 +22,7 @@ from panoptic_depthlab.data.datasets.cityscapes_depth import (
     load_cityscapes_depth,
 )
 from panoptic_depthlab.data.disparity import CameraError, disparity_to_depth, read_camera
+from panoptic_depthlab.data.errors import DatasetError
 
 AACHEN_CAMERA = {
     "extrinsic": {
@@ -162,7 +163,7 @@ def test_missing_disparity_files_are_counted(tmp_path):
     for name in NAMES[1:]:
         city = name.split("_")[0]
         (tmp_path / "disparity" / "val" / city / f"{name}_disparity.png").unlink()
-    with pytest.raises(FileNotFoundError, match="2 of the 3 images .* have no disparity file"):
+    with pytest.raises(DatasetError, match="2 of the 3 images .* have no disparity file"):
         load_cityscapes_depth(str(tmp_path), "val")
 
 
@@ -170,18 +171,18 @@ def test_missing_camera_and_8bit_disparity(tmp_path):
     _write_split(tmp_path, NAMES)
     camera = tmp_path / "camera" / "val" / "aachen" / f"{NAMES[0]}_camera.json"
     camera.unlink()
-    with pytest.raises(FileNotFoundError, match="1 of the 3 images .* have no camera file"):
+    with pytest.raises(DatasetError, match="1 of the 3 images .* have no camera file"):
         load_cityscapes_depth(str(tmp_path), "val")
     camera.write_text(json.dumps(AACHEN_CAMERA))
     disparity = tmp_path / "disparity" / "val" / "bochum" / f"{NAMES[2]}_disparity.png"
     cv2.imwrite(str(disparity), np.zeros((6, 8), np.uint8))
-    with pytest.raises(ValueError, match="PNG mode L; expected a 16-bit"):
+    with pytest.raises(DatasetError, match="PNG mode L; expected a 16-bit"):
         load_cityscapes_depth(str(tmp_path), "val")
 
 
 def test_missing_panoptic_json_names_the_tool(tmp_path):
     (tmp_path / "leftImg8bit" / "val").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="createPanopticImgs"):
+    with pytest.raises(DatasetError, match="createPanopticImgs"):
         load_cityscapes_depth(str(tmp_path), "val")
 
 

@@ -32,6 +32,7 @@ from detectron2.data.datasets.cityscapes_panoptic import load_cityscapes_panopti
 from PIL import Image
 
 from ..disparity import read_camera
+from ..errors import DatasetError
 from .metadata import CITYSCAPES_DVPS, dvps_metadata
 
 __all__ = [
@@ -77,16 +78,16 @@ def _check_disparity_header(path: str, size: tuple[int, int]) -> None:
         with Image.open(path) as disparity:
             mode, found = disparity.mode, disparity.size
     except (OSError, SyntaxError) as error:
-        raise ValueError(
+        raise DatasetError(
             f"{path}: not a readable PNG ({error}); expected a disparity map."
         ) from None
     if mode not in ("I;16", "I;16B", "I"):
-        raise ValueError(
+        raise DatasetError(
             f"{path}: PNG mode {mode}; expected a 16-bit single-channel disparity PNG "
             "(Cityscapes' disparity package)."
         )
     if found != size:
-        raise ValueError(
+        raise DatasetError(
             f"{path}: {found[0]} x {found[1]} pixels (W x H); expected the image's "
             f"{size[0]} x {size[1]}."
         )
@@ -96,17 +97,16 @@ def load_cityscapes_depth(root: str, split: str) -> list[dict[str, Any]]:
     """The records of one split (module docstring), every file checked to exist.
 
     Raises:
-        FileNotFoundError: the split's images or panoptic JSON are missing, or disparity /
-            camera files are (the first named, with how many are missing).
-        CameraError: a camera file without a positive ``extrinsic.baseline`` / ``intrinsic.fx``.
-        ValueError: a disparity PNG that is not 16-bit or not of the image's size (from the
-            PNG headers).
+        DatasetError: the split's images or panoptic JSON are missing, or disparity / camera
+            files are (the first named, with how many are missing); a disparity PNG that is not
+            16-bit or not of the image's size (from the PNG headers); a camera file without a
+            positive ``extrinsic.baseline`` / ``intrinsic.fx`` (:class:`CameraError`).
     """
     image_dir = os.path.join(root, "leftImg8bit", split)
     gt_json = os.path.join(root, "gtFine", f"cityscapes_panoptic_{split}.json")
     for path, what in ((image_dir, "the images (leftImg8bit)"), (gt_json, "the panoptic JSON")):
         if not os.path.exists(path):
-            raise FileNotFoundError(
+            raise DatasetError(
                 f"{path}: missing; expected {what} of Cityscapes {split} (see datasets/README.md:"
                 " cityscapesScripts' createTrainIdLabelImgs and createPanopticImgs)."
             )
@@ -129,7 +129,7 @@ def load_cityscapes_depth(root: str, split: str) -> list[dict[str, Any]]:
         record["sequence_id"], record["frame_index"] = index, 0
     for kind, paths in missing.items():
         if paths:
-            raise FileNotFoundError(
+            raise DatasetError(
                 f"{paths[0]}: missing, and {len(paths)} of the {len(records)} images of "
                 f"Cityscapes {split} in {root} have no {kind} file (unpack Cityscapes' "
                 f"{kind} package there; see datasets/README.md)."
@@ -147,5 +147,9 @@ def register_cityscapes_depth(name: str, root: str, split: str) -> None:
     """Register Cityscapes with depth from disparity (module docstring) under ``name``."""
     DatasetCatalog.register(name, lambda: load_cityscapes_depth(root, split))
     MetadataCatalog.get(name).set(
-        name=name, dataset_root=root, split=split, **cityscapes_depth_metadata()
+        name=name,
+        dataset_root=root,
+        split=split,
+        split_dir=os.path.join(root, "leftImg8bit", split),
+        **cityscapes_depth_metadata(),
     )

@@ -244,13 +244,11 @@ def load_dvps_split(
 
 def check_dvps_dataset(name: str) -> None:
     """Raise ``FileNotFoundError`` (the expected path, ``DETECTRON2_DATASETS`` and
-    datasets/README.md) if the split directory of the registered DVPS dataset ``name`` is
-    missing; a cheap check that reads no file. Datasets registered otherwise are not checked."""
-    meta = MetadataCatalog.get(name)
-    if getattr(meta, "evaluator_type", None) != "dvps":
-        return
-    split_dir = os.path.join(meta.dataset_root, "video_sequence", meta.split)
-    if not os.path.isdir(split_dir):
+    datasets/README.md) if the split directory (metadata ``split_dir``) of the registered
+    dataset ``name`` is missing; a cheap check that reads no file. Datasets registered
+    otherwise are not checked."""
+    split_dir = getattr(MetadataCatalog.get(name), "split_dir", None)
+    if split_dir is not None and not os.path.isdir(split_dir):
         raise FileNotFoundError(_missing_split_message(name, split_dir))
 
 
@@ -269,4 +267,5 @@ def register_dvps_dataset(name: str, root: str, split: str, dataset_format: str)
     """
     metadata = dvps_metadata(dataset_format)
     DatasetCatalog.register(name, lambda: load_dvps_split(root, split, dataset_format, name))
-    MetadataCatalog.get(name).set(dataset_root=root, split=split, **metadata)
+    split_dir = os.path.join(root, "video_sequence", split)
+    MetadataCatalog.get(name).set(dataset_root=root, split=split, split_dir=split_dir, **metadata)
