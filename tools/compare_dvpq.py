@@ -34,7 +34,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
     ("DVPQ k=1 lambda=0.5", _window(1, 0.5), "higher"),
     ("PQ (k=1, no depth test)", _window(1, 0.0), "higher"),
     ("DSTQ", lambda r: r.get("dstq"), "higher"),
-    ("AbsRel (fraction)", lambda r: r["depth"].get("abs_rel"), "lower"),
+    ("AbsRel (fraction)", lambda r: r.get("depth", {}).get("abs_rel"), "lower"),
 ]
 
 

@@ -23,7 +23,7 @@ __all__ = ["DVPSDatasetMapper"]
 logger = logging.getLogger(__name__)
 
 # Metadata values the mapper depends on; datasets mixed in one mapper must agree on them.
-_SHARED_METADATA = ("dataset_format", "label_divisor", "ignore_label", "depth_scale")
+_SHARED_METADATA = ("dataset_format", "label_divisor", "ignore_label", "depth_scale", "has_depth")
 
 
 class DVPSDatasetMapper:
@@ -39,7 +39,8 @@ class DVPSDatasetMapper:
       ``offset``, ``offset_weights`` (Detectron2's Panoptic-DeepLab shapes, see
       :class:`DVPSTargetGenerator`), frame t+1's ``next_offset`` and ``next_offset_weights``;
     * ``depth``: float32 (1, H, W) meters of frame t, 0 = no depth; ``depth_valid``: bool
-      (1, H, W), ``depth > 0`` (all False when the crop has no depth).
+      (1, H, W), ``depth > 0`` (all False when the crop has no depth); neither for a dataset
+      without depth ground truth (metadata ``has_depth`` False).
 
     A record without a next frame (the last of its sequence) is then an error; use
     :class:`FramePairTrainingSampler` (as :func:`build_dvps_train_loader` does) to skip them.
@@ -171,7 +172,8 @@ class DVPSDatasetMapper:
         next_image = self._read_next_image(record, size) if nxt is not None else None
         panoptic = read_panoptic(record, self.metadata, size)
         next_panoptic = read_panoptic(nxt, self.metadata, size) if nxt is not None else None
-        depth = read_depth(record, self.metadata, size)
+        has_depth = self.metadata.get("has_depth", True)
+        depth = read_depth(record, self.metadata, size) if has_depth else None
 
         # One augmentation sample (NumPy's global RNG), drawn from frame t alone: the single-frame
         # path draws the same sample as the pair path and gives the same frame-t outputs.
@@ -182,8 +184,9 @@ class DVPSDatasetMapper:
             record["next_image"] = _to_tensor(transforms.apply_image(next_image))
             next_panoptic = transforms.apply_segmentation(next_panoptic)
         record.update(self.target_generator(transforms.apply_segmentation(panoptic), next_panoptic))
-        depth = torch.from_numpy(np.ascontiguousarray(transforms.apply_depth(depth)))[None]
-        record["depth"], record["depth_valid"] = depth, depth > 0
+        if depth is not None:
+            depth = torch.from_numpy(np.ascontiguousarray(transforms.apply_depth(depth)))[None]
+            record["depth"], record["depth_valid"] = depth, depth > 0
         return record
 
 

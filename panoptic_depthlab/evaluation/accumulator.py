@@ -144,8 +144,9 @@ class DVPSAccumulator:
         results: dict[str, Any] = {
             "dataset": self.metadata["dataset_format"],
             **dvpq.summary(self.metadata["stuff_classes"]),
-            "depth": self.depth.summary(),
         }
+        if self.metadata.get("has_depth", True):  # else: no depth metrics, VPQ only
+            results["depth"] = self.depth.summary()
         if self.stq is not None:
             summary = self.stq.summary()
             results.update((key, summary[key]) for key in _STQ_KEYS)

@@ -436,7 +436,8 @@ def read_ground_truth(
 
     Returns:
         ``(gt_class, gt_instance, gt_depth)``: int32 (H, W) train ids or ``ignore_label``,
-        int32 (H, W) instance ids, float64 (H, W) meters with 0 where there is no depth.
+        int32 (H, W) instance ids, float64 (H, W) meters with 0 where there is no depth (every
+        pixel for a dataset without depth, metadata ``has_depth`` False).
 
     Raises:
         FileNotFoundError, ValueError: missing or unreadable files, class ids that are neither
@@ -444,6 +445,8 @@ def read_ground_truth(
     """
     size = (record["height"], record["width"]) if "height" in record else None
     classes, instances = read_labels(record, metadata, size, void_as=metadata["ignore_label"])
+    if not metadata.get("has_depth", True):  # no depth ground truth: no pixel has depth
+        return classes, instances, np.zeros(classes.shape, np.float64)
     if "depth_file_name" not in record:  # depth from disparity (Cityscapes)
         return classes, instances, read_depth(record, metadata, classes.shape).astype(np.float64)
     depth = np.divide(

@@ -30,7 +30,7 @@ def format_results_table(results: Mapping[str, Any]) -> str:
     text = tabulate(rows, headers=["k", "lambda", "PQ", "PQ_th", "PQ_st"], tablefmt="github")
     metrics = [
         [key, value if isinstance(value, int) else _fmt(value)]
-        for key, value in results["depth"].items()
+        for key, value in results.get("depth", {}).items()
     ]
     metrics += [[label, _fmt(results[key])] for key, label in _STQ_LABELS.items() if key in results]
     return text + "\n\n" + tabulate(metrics, headers=["metric", "value"], tablefmt="github")
@@ -47,7 +47,7 @@ def flatten_dvps_results(results: dict[str, Any]) -> dict[str, float]:
     for entry in results["dvpq"]:
         if entry["pq"] is not None:
             flat[f"DVPQ@k{entry['k']}_l{entry['lambda']:g}"] = entry["pq"]
-    for key, value in results["depth"].items():
+    for key, value in results.get("depth", {}).items():
         if key not in ("frames", "skipped_frames") and value is not None:
             flat[key] = value
     for key, label in _STQ_LABELS.items():

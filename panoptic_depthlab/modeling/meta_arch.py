@@ -105,7 +105,14 @@ class PanopticDepthLab(PanopticDeepLab):
             "loss_depth_image_smoothness": depth.IMAGE_SMOOTHNESS_WEIGHT,
         }
         self.ignore_value = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
-        tasks = ["loss_sem_seg", "loss_center", "loss_offset", "loss_depth"]
+        # A dataset without depth ground truth (metadata has_depth False) has no depth losses,
+        # and the depth branch is frozen (DDP needs every trained parameter to get a gradient).
+        self.has_depth = self.meta.get("has_depth", True)
+        if not self.has_depth:
+            self.depth_head.requires_grad_(False)
+        tasks = ["loss_sem_seg", "loss_center", "loss_offset"]
+        if self.has_depth:
+            tasks.append("loss_depth")
         if enabled:
             tasks.append("loss_next_offset")
         weighting = cfg.MODEL.PANOPTIC_DEPTHLAB.UNCERTAINTY_WEIGHTING
@@ -314,9 +321,33 @@ class PanopticDepthLab(PanopticDeepLab):
         )
         losses.update(center_losses)
         losses.update(offset_losses)
+        if self.has_depth:
+            losses.update(
+                self._depth_losses(batched_inputs, depth, sem_seg, offset, offset_weights)
+            )
+        if self.next_frame_head is not None:
+            next_offset = self.next_frame_head(features, next_features)
+            losses.update(
+                self.next_frame_head.losses(
+                    next_offset,
+                    self._targets(batched_inputs, "next_offset"),
+                    self._targets(batched_inputs, "next_offset_weights"),
+                )
+            )
+        return self.uncertainty(losses) if self.uncertainty is not None else losses
+
+    def _depth_losses(
+        self,
+        batched_inputs: list[dict[str, Any]],
+        depth: torch.Tensor,
+        sem_seg: torch.Tensor,
+        offset: torch.Tensor,
+        offset_weights: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """``loss_depth`` and the panoptic-guided depth losses whose weights are > 0."""
         gt_depth = self._targets(batched_inputs, "depth")
         valid = self._targets(batched_inputs, "depth_valid")
-        losses["loss_depth"] = self.depth_loss(depth, gt_depth, valid) * self.depth_loss_weight
+        losses = {"loss_depth": self.depth_loss(depth, gt_depth, valid) * self.depth_loss_weight}
         guided = {
             "loss_depth_smoothness": lambda: panoptic_smoothness_loss(
                 depth, sem_seg, offset, offset_weights, self.ignore_value
@@ -331,16 +362,7 @@ class PanopticDepthLab(PanopticDeepLab):
         for name, weight in self.guided_loss_weights.items():
             if weight > 0:
                 losses[name] = guided[name]() * weight
-        if self.next_frame_head is not None:
-            next_offset = self.next_frame_head(features, next_features)
-            losses.update(
-                self.next_frame_head.losses(
-                    next_offset,
-                    self._targets(batched_inputs, "next_offset"),
-                    self._targets(batched_inputs, "next_offset_weights"),
-                )
-            )
-        return self.uncertainty(losses) if self.uncertainty is not None else losses
+        return losses
 
     def _postprocess(
         self, inputs: dict[str, Any], image_size: tuple[int, int], maps: dict[str, torch.Tensor]

@@ -76,7 +76,9 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
 
     Keys beyond Detectron2's: ``dataset_format``, ``num_classes``, ``thing_ids``, ``stuff_ids``,
     ``label_void_id`` (raw class of unlabelled pixels in the label files), ``label_divisor``
-    (panoptic id = class * label_divisor + instance), ``depth_scale`` (depth PNG value per meter),
+    (panoptic id = class * label_divisor + instance), ``has_depth`` (the dataset has depth
+    ground truth; without it the depth loss and the depth metrics are off and only lambda = 0,
+    VPQ, is scored), ``depth_scale`` (depth PNG value per meter),
     ``max_depth`` (meters), and the evaluation protocol of the official ViP-DeepLab scripts:
 
     * ``dvpq_window_sizes`` (k, in frames) and ``dvpq_depth_thresholds`` (lambda, relative depth
@@ -119,6 +121,7 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
         "ignore_label": 255,
         "label_void_id": 32 if is_cityscapes else 255,
         "label_divisor": 1000 if is_cityscapes else 65536,
+        "has_depth": True,
         "depth_scale": 256.0,
         "max_depth": 88.0,
         "dvpq_window_sizes": [1, 2, 3, 4] if is_cityscapes else [1, 5, 10, 20],
