@@ -372,7 +372,8 @@ def class_order_options(cfg: Any) -> dict[str, Any]:
 
     * ``class_names``: the ``stuff_classes`` of ``DATASETS.TRAIN[0]`` (else ``TEST[0]``), the
       model's classes in row order; ``None`` when that dataset is not registered or does not
-      list ``MODEL.SEM_SEG_HEAD.NUM_CLASSES`` classes (then nothing is moved).
+      list its ``num_classes`` (else ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``) classes (then nothing
+      is moved).
     * ``checkpoint_classes``: ``MODEL.PANOPTIC_DEPTHLAB.CHECKPOINT_CLASSES`` (checked when a
       checkpoint is loaded).
 
@@ -380,11 +381,13 @@ def class_order_options(cfg: Any) -> dict[str, Any]:
     """
     from detectron2.data import MetadataCatalog
 
-    names = None
+    names, num_classes = None, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     datasets = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
     if datasets and datasets[0] in MetadataCatalog.list():
-        names = MetadataCatalog.get(datasets[0]).get("stuff_classes")
-    if names is not None and len(names) != cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES:
+        meta = MetadataCatalog.get(datasets[0])
+        names = meta.get("stuff_classes")
+        num_classes = meta.get("num_classes", num_classes)  # the model follows the dataset
+    if names is not None and len(names) != num_classes:
         names = None
     return {
         "class_names": list(names) if names else None,

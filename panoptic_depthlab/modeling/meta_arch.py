@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 from detectron2.projects.panoptic_deeplab import PanopticDeepLab
@@ -31,6 +33,8 @@ from .semantic_loss import DEEPLAB2_HARD_PIXEL_MINING, TopKNonZeroMeanCE
 from .test_time_augmentation import TestTimeAugmentation
 
 __all__ = ["PanopticDepthLab"]
+
+logger = logging.getLogger(__name__)
 
 _DEPTH_LOSSES = {"silog_rel": silog_rel_loss, "l1": l1_depth_loss}
 
@@ -74,6 +78,15 @@ class PanopticDepthLab(PanopticDeepLab):
         # divide); set_aspp_pooling below installs the configured pooling
         head_cfg.INPUT.CROP.ENABLED = False
         semantic = cfg.MODEL.SEM_SEG_HEAD
+        # the training dataset's classes decide the semantic head's (a dataset of your own)
+        meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]) if cfg.DATASETS.TRAIN else None
+        num_classes = getattr(meta, "num_classes", semantic.NUM_CLASSES)
+        if num_classes != semantic.NUM_CLASSES:
+            logger.info(
+                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES {semantic.NUM_CLASSES} -> {num_classes}, the "
+                f"classes of {cfg.DATASETS.TRAIN[0]}."
+            )
+            head_cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_classes
         deeplab2_loss = semantic.LOSS_TYPE == DEEPLAB2_HARD_PIXEL_MINING
         if deeplab2_loss:  # a loss Detectron2's head does not know: set after it is built
             head_cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "hard_pixel_mining"

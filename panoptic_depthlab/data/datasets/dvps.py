@@ -23,13 +23,19 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image, UnidentifiedImageError
 
-from .metadata import CITYSCAPES_DVPS, SEMKITTI_DVPS, check_dvps_format, dvps_metadata
+from .metadata import (
+    CITYSCAPES_DVPS,
+    SEMKITTI_DVPS,
+    check_dvps_format,
+    custom_metadata,
+    dvps_metadata,
+)
 
 __all__ = ["SEMKITTI_DEPTH_NAME", "check_dvps_dataset", "load_dvps_split", "register_dvps_dataset"]
 
@@ -252,20 +258,40 @@ def check_dvps_dataset(name: str) -> None:
         raise FileNotFoundError(_missing_split_message(name, split_dir))
 
 
-def register_dvps_dataset(name: str, root: str, split: str, dataset_format: str) -> None:
+def register_dvps_dataset(
+    name: str,
+    root: str,
+    split: str,
+    dataset_format: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
     """Register ``<root>/video_sequence/<split>`` under ``name`` in Detectron2's catalogs.
 
     The one public way to register DVPS data in any place: the built-in names
     (:mod:`panoptic_depthlab.data.datasets.builtin`) use it too. Files are read lazily, when
-    ``DatasetCatalog.get(name)`` is first called.
+    ``DatasetCatalog.get(name)`` is first called; the metadata is checked here.
 
     Args:
         name: dataset name for ``DATASETS.TRAIN`` / ``DATASETS.TEST``.
         root: dataset root that holds ``video_sequence/<split>/``.
         split: split folder name.
-        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps`` (file layout and metadata).
+        dataset_format: ``cityscapes_dvps`` or ``semkitti_dvps``: the file layout (and, without
+            ``metadata``, that dataset's classes and protocol).
+        metadata: a dataset of your own in that layout: its ``classes``, ``colors``,
+            ``thing_ids`` and optionally ``label_void_id``, ``label_divisor``,
+            ``depth_scale``, ``max_depth``, ``dvpq_window_sizes``, ``dvpq_depth_thresholds``
+            (:func:`~panoptic_depthlab.data.datasets.metadata.custom_metadata`). A model trained
+            on it gets ``len(classes)`` semantic classes.
+
+    Raises:
+        ValueError: metadata that does not describe the classes (see ``custom_metadata``).
     """
-    metadata = dvps_metadata(dataset_format)
+    check_dvps_format(dataset_format)
+    metadata = (
+        dvps_metadata(dataset_format)
+        if metadata is None
+        else custom_metadata(dataset_format, metadata)
+    )
     DatasetCatalog.register(name, lambda: load_dvps_split(root, split, dataset_format, name))
     split_dir = os.path.join(root, "video_sequence", split)
     MetadataCatalog.get(name).set(dataset_root=root, split=split, split_dir=split_dir, **metadata)

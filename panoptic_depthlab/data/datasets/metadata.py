@@ -10,11 +10,18 @@ SemKITTI-DVPS: 255); loaders map them to ``ignore_label`` (255).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
 
-__all__ = ["DVPS_FORMATS", "check_dvps_format", "dvps_metadata"]
+__all__ = [
+    "CUSTOM_METADATA_KEYS",
+    "DVPS_FORMATS",
+    "check_dvps_format",
+    "custom_metadata",
+    "dvps_metadata",
+]
 
 CITYSCAPES_DVPS = "cityscapes_dvps"
 SEMKITTI_DVPS = "semkitti_dvps"
@@ -133,3 +140,85 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
         "max_prediction_instance": 255 if is_cityscapes else 65535,
         "resize_depth_prediction": not is_cityscapes,
     }
+
+
+# What a user's own dataset may declare (register_dvps_dataset(..., metadata=...)): its classes
+# and the protocol values that depend on them; everything else comes from its file layout.
+CUSTOM_METADATA_KEYS = (
+    "classes",
+    "colors",
+    "thing_ids",
+    "label_void_id",
+    "label_divisor",
+    "depth_scale",
+    "max_depth",
+    "dvpq_window_sizes",
+    "dvpq_depth_thresholds",
+)
+
+
+def custom_metadata(dataset_format: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata of a user's dataset in the file layout ``dataset_format``, with its own
+    classes: :func:`dvps_metadata` of the layout with the declared values in place.
+
+    Args:
+        dataset_format: the file layout, ``cityscapes_dvps`` or ``semkitti_dvps``.
+        declared: ``classes`` (names, by train id 0..C-1), ``colors`` (one RGB triple per
+            class) and ``thing_ids`` (train ids of the classes with instances) are required;
+            ``label_void_id`` (class id of unlabelled pixels in the label files, >= C),
+            ``label_divisor``, ``depth_scale``, ``max_depth``, ``dvpq_window_sizes`` and
+            ``dvpq_depth_thresholds`` are optional (default: the layout's).
+
+    Raises:
+        ValueError: an unknown or missing key, colors that do not match the classes, thing ids
+            that are not among the classes, a void id that is a class, a label divisor that
+            does not hold the void id's panoptic ids.
+    """
+    unknown = sorted(set(declared) - set(CUSTOM_METADATA_KEYS))
+    missing = [key for key in ("classes", "colors", "thing_ids") if key not in declared]
+    if unknown or missing:
+        raise ValueError(
+            f"dataset metadata: unknown keys {unknown} / missing keys {missing}; expected "
+            f"classes, colors, thing_ids and optionally {list(CUSTOM_METADATA_KEYS[3:])}."
+        )
+    names = [str(name) for name in declared["classes"]]
+    colors = [tuple(int(v) for v in color) for color in declared["colors"]]
+    thing_ids = sorted(int(i) for i in declared["thing_ids"])
+    if len(colors) != len(names) or any(
+        len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colors
+    ):
+        raise ValueError(
+            f"dataset metadata: {len(colors)} colors for {len(names)} classes; expected one RGB "
+            "triple (0..255) per class."
+        )
+    outside = [i for i in thing_ids if not 0 <= i < len(names)]
+    if outside or len(set(thing_ids)) != len(thing_ids):
+        raise ValueError(
+            f"dataset metadata: thing_ids {declared['thing_ids']} are not distinct ids of its "
+            f"classes 0..{len(names) - 1} ({', '.join(names)})."
+        )
+    meta = dvps_metadata(dataset_format)
+    meta.update({k: declared[k] for k in CUSTOM_METADATA_KEYS[3:] if k in declared})
+    if meta["label_void_id"] < len(names):
+        raise ValueError(
+            f"dataset metadata: label_void_id {meta['label_void_id']} is a class id (classes "
+            f"0..{len(names) - 1}); expected the id of unlabelled pixels, >= {len(names)}."
+        )
+    if dataset_format == CITYSCAPES_DVPS and meta["label_void_id"] * meta["label_divisor"] > 65535:
+        raise ValueError(
+            f"dataset metadata: label_void_id {meta['label_void_id']} x label_divisor "
+            f"{meta['label_divisor']} does not fit the 16-bit panoptic labels of the "
+            "cityscapes_dvps layout (at most 65535); use a smaller void id (Cityscapes-DVPS: 32)."
+        )
+    meta.update(
+        num_classes=len(names),
+        stuff_classes=names,
+        stuff_colors=colors,
+        thing_classes=list(names),
+        thing_colors=list(colors),
+        thing_ids=thing_ids,
+        stuff_ids=[i for i in range(len(names)) if i not in thing_ids],
+        thing_dataset_id_to_contiguous_id={i: i for i in thing_ids},
+        stuff_dataset_id_to_contiguous_id={i: i for i in range(len(names))},
+    )
+    return meta
