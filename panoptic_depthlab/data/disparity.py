@@ -12,6 +12,7 @@ border) and p = 1 (d = 0: a point at infinity), so no division by zero happens.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -38,11 +39,24 @@ def disparity_to_depth(samples: np.ndarray, baseline: float, fx: float) -> np.nd
     Returns:
         (H, W) float32 meters, ``baseline * fx * 256 / (p - 1)`` where p > 1, else 0 (no depth).
     """
-    p = samples.astype(np.float64)
-    valid = p > 1
+    if samples.dtype == np.uint16:  # a PNG's samples: look the depth of each value up
+        return _depth_table(float(baseline), float(fx))[samples]
+    return _depth_of(samples.astype(np.float64), baseline, fx)
+
+
+def _depth_of(p: np.ndarray, baseline: float, fx: float) -> np.ndarray:
+    """The conversion itself, in float64: ``baseline * fx * 256 / (p - 1)`` where p > 1, else 0."""
     depth = np.zeros(p.shape, np.float64)
-    np.divide(baseline * fx * 256.0, p - 1.0, out=depth, where=valid)
+    np.divide(baseline * fx * 256.0, p - 1.0, out=depth, where=p > 1)
     return depth.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _depth_table(baseline: float, fx: float) -> np.ndarray:
+    """(65536,) float32 depth of every 16-bit disparity value for one camera (256 KiB)."""
+    table = _depth_of(np.arange(65536, dtype=np.float64), baseline, fx)
+    table.flags.writeable = False
+    return table
 
 
 def _positive(camera: dict[str, Any], group: str, key: str, path: str) -> float:

@@ -214,3 +214,12 @@ def test_synthetic_cityscapes_reads_as_the_same_scene_as_cityscapes_dvps(tmp_pat
         valid = depth > 0
         assert valid.mean() > 0.5
         np.testing.assert_allclose(depth[valid], expected[valid], rtol=0.01)
+
+
+def test_table_lookup_equals_the_formula_for_every_16_bit_value():
+    """uint16 samples are converted through a per-camera table: the same float32 values."""
+    samples = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    looked_up = disparity_to_depth(samples, 0.209313, 2262.52)
+    computed = disparity_to_depth(samples.astype(np.int32), 0.209313, 2262.52)
+    assert looked_up.dtype == computed.dtype == np.float32
+    np.testing.assert_array_equal(looked_up, computed)
