@@ -1,5 +1,5 @@
 """Write a synthetic DVPS dataset in the official Cityscapes-DVPS or SemKITTI-DVPS layout, or
-plain Cityscapes with disparity and camera files.
+plain Cityscapes with disparity and camera files, or KITTI-STEP (no depth).
 
     python tools/make_synthetic_dvps.py --format cityscapes_dvps \\
         --out datasets/synthetic-cityscapes-dvps --split train --sequences 10 --frames 6
@@ -18,6 +18,11 @@ ids), ``disparity/<split>/<city>/*_disparity.png`` (16-bit, disparity = (p - 1) 
 0 invalid: no depth, or the left 5% of the columns) and ``camera/<split>/<city>/*_camera.json``
 (baseline, fx, fy, u0, v0, ...; depth = baseline * fx / disparity).
 
+Format kitti_step: the cityscapes_dvps scene in DeepLab2's KITTI-STEP layout, without depth:
+under ``<out>``, ``images/<split>/<sequence:04d>/<frame:06d>.png`` (RGB) and
+``panoptic_maps/<split>/<sequence:04d>/<frame:06d>.png`` (8-bit RGB: R = train id, 255
+unlabelled, G = instance // 256, B = instance % 256; instances on person and car only).
+
 The scene is described in ``panoptic_depthlab/data/synthetic.py``. The same arguments always
 write the same files. Exit code 2, with a one-line message, for invalid arguments or a folder
 that cannot be written (checked before any frame is made); a disk that fills up stops the run
@@ -34,9 +39,10 @@ import time
 
 from tqdm import tqdm
 
-from panoptic_depthlab.data.datasets import load_dvps_split
+from panoptic_depthlab.data.datasets import load_dvps_split, load_kitti_step
 from panoptic_depthlab.data.synthetic import (
     CITYSCAPES,
+    KITTI_STEP,
     SYNTHETIC_FORMATS,
     cityscapes_panoptic_paths,
     generate_synthetic_dvps,
@@ -51,6 +57,9 @@ def _read_back(out: str, split: str, dataset_format: str) -> tuple[str, int, int
         The folder the images are in, the number of frames the loader reads and the number of
         images in that folder (earlier runs' frames included).
     """
+    if dataset_format == KITTI_STEP:
+        records = load_kitti_step(out, split)
+        return os.path.join(out, "images", split), len(records), len(records)
     if dataset_format != CITYSCAPES:
         folder = os.path.join(out, "video_sequence", split)
         records = load_dvps_split(out, split, dataset_format)
@@ -91,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         required=True,
         help="dataset root; DVPS frames go to OUT/video_sequence/SPLIT/, cityscapes to "
-        "OUT/leftImg8bit/SPLIT/CITY/, OUT/gtFine/..., OUT/disparity/..., OUT/camera/...",
+        "OUT/leftImg8bit/SPLIT/CITY/, OUT/gtFine/..., OUT/disparity/..., OUT/camera/..., "
+        "kitti_step to OUT/images/SPLIT/SEQUENCE/ and OUT/panoptic_maps/SPLIT/SEQUENCE/",
     )
     parser.add_argument("--split", required=True, help="train or val (also seeds the data)")
     parser.add_argument("--sequences", type=int, default=4, help="number of sequences (>= 1)")
@@ -134,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if on_disk != len(images):
         unread, what = " (not in the split's panoptic JSON)", "dataset"
-        if args.format != CITYSCAPES:
-            unread, what = "", "folder"
+        if args.format != CITYSCAPES:  # kitti_step: images/ and panoptic_maps/ go together
+            unread, what = "", "dataset" if args.format == KITTI_STEP else "folder"
         print(
             f"Warning: {folder} also holds {on_disk - len(images)} frames of an earlier "
             f"run{unread}; delete the {what} and run again for a dataset of this run only."

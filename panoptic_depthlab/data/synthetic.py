@@ -3,7 +3,8 @@
 :func:`generate_synthetic_dvps` renders short sequences of a street seen from a car driving
 forward and writes them exactly like Cityscapes-DVPS or SemKITTI-DVPS (file names, PNG bit
 depths, label encodings, depth scale), so every loader and evaluator runs on real files, or like
-plain Cityscapes with disparity and camera files (format ``cityscapes``, see below).
+plain Cityscapes with disparity and camera files (format ``cityscapes``, see below), or like
+KITTI-STEP, without depth (format ``kitti_step``, see below).
 
 Scene model (meters; camera frame: x to the right, z forward, y up; the camera moves forward by
 a per-sequence speed every frame):
@@ -65,6 +66,16 @@ sequences) and ``bochum`` (odd ones). Under the dataset root:
   download: a real Cityscapes baseline and mounting position, the renderer's focal length
   (2262.52 * width / 2048, square pixels) and principal point (the image center column and the
   horizon row: the synthetic camera looks level along the street, so pitch = roll = yaw = 0).
+
+Format ``kitti_step``: the Cityscapes-DVPS scene (for equal arguments, the same images, classes
+and person and car instances) in DeepLab2's KITTI-STEP layout, without depth files. Under the
+dataset root:
+
+* ``images/<split>/<seq:04d>/<frame:06d>.png``: 8-bit RGB image.
+* ``panoptic_maps/<split>/<seq:04d>/<frame:06d>.png``: 8-bit RGB, R = train id 0..18 (255 for
+  unlabelled pixels, the ego-car hood), G = instance // 256, B = instance % 256. As in
+  KITTI-STEP only person and car carry instance (track) ids, those of the Cityscapes-DVPS scene
+  (1..999, constant over a sequence; 0 on its crowd persons); every other class has instance 0.
 """
 
 from __future__ import annotations
@@ -81,22 +92,27 @@ import numpy as np
 from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
 
 from ..files import check_writable, write_json_atomic, write_png_atomic
+from .datasets.kitti_step import KITTI_STEP, kitti_step_metadata
 from .datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
 __all__ = [
     "CITYSCAPES",
+    "KITTI_STEP",
     "SYNTHETIC_FORMATS",
     "cityscapes_panoptic_paths",
     "generate_synthetic_dvps",
 ]
 
 CITYSCAPES = "cityscapes"  # plain Cityscapes (panoptic, disparity, camera): see the module doc
-SYNTHETIC_FORMATS = (*DVPS_FORMATS, CITYSCAPES)
+SYNTHETIC_FORMATS = (*DVPS_FORMATS, CITYSCAPES, KITTI_STEP)
 _SCENES = {
     CITYSCAPES_DVPS: CITYSCAPES_DVPS,
     SEMKITTI_DVPS: SEMKITTI_DVPS,
     CITYSCAPES: CITYSCAPES_DVPS,
+    KITTI_STEP: CITYSCAPES_DVPS,
 }
+_KITTI_STEP_TRACKED = tuple(kitti_step_metadata()["thing_ids"])  # person, car
+_KITTI_STEP_MAX_SEQUENCES = 10_000  # sequence folders are <seq:04d>
 
 _SPLITS = ("train", "val")
 _MIN_SIZE = 64
@@ -382,6 +398,11 @@ def _check_args(
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}.")
+    if dataset_format == KITTI_STEP and num_sequences > _KITTI_STEP_MAX_SEQUENCES:
+        raise ValueError(
+            f"num_sequences={num_sequences} is invalid for kitti_step, whose sequence folders "
+            f"have four digits; expected at most {_KITTI_STEP_MAX_SEQUENCES}."
+        )
 
 
 def _segments(
@@ -1194,6 +1215,20 @@ def _panoptic_json(annotations: list[dict[str, Any]], spec: _Spec) -> dict[str, 
     }
 
 
+def _kitti_step_frame(
+    out_dir: str, split: str, spec: _Spec, seq: int, frame: int, canvas: _Canvas, image: np.ndarray
+) -> _Files:
+    """One frame's files in DeepLab2's KITTI-STEP layout, the image first (module docstring)."""
+    name = os.path.join(f"{seq:04d}", f"{frame:06d}.png")
+    classes = np.where(canvas.label != spec.void, canvas.label, 255)
+    instance = np.where(np.isin(canvas.label, _KITTI_STEP_TRACKED), canvas.inst, 0)
+    rgb = np.stack([classes, instance // 256, instance % 256], -1).astype(np.uint8)
+    return {
+        os.path.join(out_dir, "images", split, name): image[..., ::-1],
+        os.path.join(out_dir, "panoptic_maps", split, name): rgb[..., ::-1],
+    }
+
+
 def _write_files(files: _Files) -> None:
     """Write a frame's files in order, whole or not at all (a full disk stops it half way: the
     files already written are removed)."""
@@ -1239,11 +1274,17 @@ def generate_synthetic_dvps(
     readable by Detectron2's ``load_cityscapes_panoptic``; the module docstring details the
     files. The JSON, listing this run's frames only, is written after the last frame.
 
+    ``kitti_step`` writes the same scene in DeepLab2's KITTI-STEP layout under ``<out_dir>``:
+    ``images/<split>/<seq:04d>/<frame:06d>.png`` and the panoptic maps beside them in
+    ``panoptic_maps/``, instances on person and car only, no depth (module docstring).
+
     Args:
         out_dir: dataset root.
-        dataset_format: ``cityscapes_dvps``, ``semkitti_dvps`` or ``cityscapes``.
+        dataset_format: ``cityscapes_dvps``, ``semkitti_dvps``, ``cityscapes`` or
+            ``kitti_step``.
         split: ``train`` or ``val`` (also seeds the data).
-        num_sequences: sequences, >= 1; sequence ids 0..num_sequences-1.
+        num_sequences: sequences, >= 1 (``kitti_step``: at most 10000); sequence ids
+            0..num_sequences-1.
         num_frames: frames per sequence, >= 1.
         height, width: image size in pixels, each >= 64.
         seed: >= 0; equal arguments write byte-identical files.
@@ -1254,14 +1295,16 @@ def generate_synthetic_dvps(
 
     Raises:
         ValueError: invalid arguments, before anything is written.
-        OutputError: the split folder (``cityscapes``: ``out_dir``) cannot be written (checked
-            first), or a write failed (e.g. a full disk); the frame being written is removed,
-            earlier frames stay (``cityscapes``: without the split's JSON).
+        OutputError: the split folder (``cityscapes``, ``kitti_step``: ``out_dir``) cannot be
+            written (checked first), or a write failed (e.g. a full disk); the frame being
+            written is removed, earlier frames stay (``cityscapes``: without the split's JSON).
     """
     _check_args(dataset_format, split, num_sequences, num_frames, height, width, seed)
     spec = _make_spec(_SCENES[dataset_format], height, width)
     cityscapes = dataset_format == CITYSCAPES
-    split_dir = out_dir if cityscapes else os.path.join(out_dir, "video_sequence", split)
+    kitti_step = dataset_format == KITTI_STEP
+    in_root = cityscapes or kitti_step  # layouts whose split folders lie in several places
+    split_dir = out_dir if in_root else os.path.join(out_dir, "video_sequence", split)
     check_writable(split_dir, "dataset folder")
     images, annotations = [], []
     for seq in range(num_sequences):
@@ -1277,6 +1320,8 @@ def generate_synthetic_dvps(
                     out_dir, split, spec, seq, frame, canvas, image
                 )
                 annotations.append(annotation)
+            elif kitti_step:
+                files = _kitti_step_frame(out_dir, split, spec, seq, frame, canvas, image)
             else:
                 files = _dvps_frame(split_dir, spec, seq, frame, canvas, image)
             _write_files(files)

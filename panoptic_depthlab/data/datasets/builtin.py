@@ -11,6 +11,9 @@ cityscapes_panoptic_depth_{..}   cityscapes/ (Detectron2's Cityscapes layout, wi
                                  disparity/ and camera/ packages; see cityscapes_depth.py)
 synthetic_cityscapes_panoptic_   synthetic-cityscapes/ (the same layout)
 depth_{train,val}
+kitti_step_{train,val}           kitti-step/ (DeepLab2's KITTI-STEP layout: images/ and
+                                 panoptic_maps/; see kitti_step.py)
+synthetic_kitti_step_{..}        synthetic-kitti-step/ (the same layout)
 ===============================  ==========================================================
 
 The synthetic sets are written by ``tools/make_synthetic_dvps.py``. Like Detectron2's own
@@ -23,9 +26,15 @@ import os
 
 from .cityscapes_depth import register_cityscapes_depth
 from .dvps import register_dvps_dataset
+from .kitti_step import register_kitti_step
 from .metadata import CITYSCAPES_DVPS, SEMKITTI_DVPS
 
-__all__ = ["BUILTIN_CITYSCAPES_DEPTH_DATASETS", "BUILTIN_DVPS_DATASETS", "register_all_dvps"]
+__all__ = [
+    "BUILTIN_CITYSCAPES_DEPTH_DATASETS",
+    "BUILTIN_DVPS_DATASETS",
+    "BUILTIN_KITTI_STEP_DATASETS",
+    "register_all_dvps",
+]
 
 # name prefix -> (directory under the datasets root, format)
 BUILTIN_DVPS_DATASETS = {
@@ -41,6 +50,12 @@ BUILTIN_CITYSCAPES_DEPTH_DATASETS = {
     "synthetic_cityscapes_panoptic_depth": "synthetic-cityscapes",
 }
 
+# name prefix -> directory under the datasets root, for KITTI-STEP (no depth ground truth)
+BUILTIN_KITTI_STEP_DATASETS = {
+    "kitti_step": "kitti-step",
+    "synthetic_kitti_step": "synthetic-kitti-step",
+}
+
 
 def register_all_dvps(datasets_root: str) -> None:
     """Register ``<prefix>_train`` and ``<prefix>_val`` for every built-in dataset."""
@@ -53,6 +68,9 @@ def register_all_dvps(datasets_root: str) -> None:
             register_cityscapes_depth(
                 f"{prefix}_{split}", os.path.join(datasets_root, directory), split
             )
+    for prefix, directory in BUILTIN_KITTI_STEP_DATASETS.items():
+        for split in ("train", "val"):
+            register_kitti_step(f"{prefix}_{split}", os.path.join(datasets_root, directory), split)
 
 
 register_all_dvps(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
