@@ -33,7 +33,7 @@ __all__ = ["DVPSAccumulator"]
 
 logger = logging.getLogger(__name__)
 
-_STQ_KEYS = ("stq", "aq", "iou", "dq", "dstq")
+_STQ_KEYS = ("stq", "aq", "iou", "dq", "dstq")  # the last two need depth
 
 
 class DVPSAccumulator:
@@ -149,7 +149,8 @@ class DVPSAccumulator:
             results["depth"] = self.depth.summary()
         if self.stq is not None:
             summary = self.stq.summary()
-            results.update((key, summary[key]) for key in _STQ_KEYS)
+            keys = _STQ_KEYS if self.metadata.get("has_depth", True) else _STQ_KEYS[:3]
+            results.update((key, summary[key]) for key in keys)  # no DQ / DSTQ without depth
         return _json_safe(results)
 
 

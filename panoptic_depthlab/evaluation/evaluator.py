@@ -21,7 +21,7 @@ from ..files import OutputError, process_is_running, write_json_atomic
 from ..panoptic_ids import TRACK_LABEL_DIVISOR, split_panoptic
 from .accumulator import DVPSAccumulator
 from .dvpq import DVPSFrame
-from .formats import quantize_depth, read_ground_truth, write_prediction
+from .formats import IMAGE_SUFFIX, quantize_depth, read_ground_truth, write_prediction
 from .report import flatten_dvps_results, format_results_table
 
 __all__ = ["DVPSEvaluator"]
@@ -167,10 +167,10 @@ class DVPSEvaluator(DatasetEvaluator):
             )
             self._accumulator.add(frame, record["sequence_id"], record["frame_index"])
             if self._output_dir:
-                write_prediction(
+                write_prediction(  # named by image_id: unique in a split, in every layout
                     os.path.join(self._output_dir, "panoptic"),
                     os.path.join(self._output_dir, "depth"),
-                    record["file_name"],
+                    record["image_id"] + IMAGE_SUFFIX,
                     self._meta_dict,
                     pred_class,
                     pred_instance,
