@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -22,6 +24,7 @@ from ..checkpoint import PanopticDepthLabCheckpointer, class_order_options
 from ..config import ConfigValueError
 from ..data import DVPSDatasetMapper, build_dvps_train_loader
 from ..evaluation import DVPSEvaluator, inference_on_sequences
+from ..evaluation.panoptic_quality import TrackedCOCOPanopticEvaluator
 from .hooks import PredictionImageHook
 from .setup import LaunchError
 
@@ -207,8 +210,10 @@ class DVPSTrainer(DefaultTrainer):
         statistics), the ones its checkpoints hold.
 
         Returns:
-            Detectron2's convention: ``{dataset: {"dvps": {metric: value}}}``, or the inner
-            dict when there is one dataset. Only the main process gets the numbers.
+            Detectron2's convention: ``{dataset: {"dvps": {metric: value}}}`` (and
+            ``"panoptic_seg"``: Detectron2's ``COCOPanopticEvaluator`` PQ where the dataset has
+            COCO-format panoptic ground truth, metadata ``panoptic_json``), or the inner dict
+            when there is one dataset. Only the main process gets the numbers.
         """
         if evaluators is not None:
             raise ValueError("DVPSTrainer.test builds its own DVPSEvaluator per dataset.")
@@ -224,5 +229,7 @@ class DVPSTrainer(DefaultTrainer):
         mapper = DVPSDatasetMapper(cfg, is_train=False)
         for name in cfg.DATASETS.TEST:
             evaluator = DVPSEvaluator(name, os.path.join(cfg.OUTPUT_DIR, "inference", name))
+            if MetadataCatalog.get(name).get("panoptic_json"):  # also Detectron2's own PQ
+                evaluator = DatasetEvaluators([evaluator, TrackedCOCOPanopticEvaluator(name)])
             results[name] = inference_on_sequences(model, name, mapper, evaluator)
         return next(iter(results.values())) if len(results) == 1 else results

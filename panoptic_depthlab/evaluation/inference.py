@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.evaluation import DatasetEvaluator
+from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
@@ -80,8 +80,10 @@ def inference_on_sequences(
                         name=__name__,
                     )
     except BaseException:  # Ctrl-C included: no partial prediction folder stays behind
-        if isinstance(evaluator, DVPSEvaluator):
-            evaluator.discard()
+        parts = evaluator._evaluators if isinstance(evaluator, DatasetEvaluators) else [evaluator]
+        for part in parts:  # (DatasetEvaluators keeps its list in _evaluators)
+            if isinstance(part, DVPSEvaluator):
+                part.discard()
         raise
     logger.info("Video inference of %d frames took %.1f s.", done, time.perf_counter() - start)
     return evaluator.evaluate()

@@ -1,6 +1,7 @@
 """Cityscapes with depth from disparity, end to end: tools/train_net.py with 2 gloo processes
 trains a single-frame model on the synthetic Cityscapes layout (Detectron2's panoptic files,
-disparity and camera files, written by tools/make_synthetic_dvps.py) and evaluates it."""
+disparity and camera files, written by tools/make_synthetic_dvps.py) and evaluates it: DVPQ at
+k = 1, depth metrics, and Detectron2's own PQ."""
 
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ def test_two_process_training_and_evaluation(datasets_root, tmp_path):
         (1, lam) for lam in (0.5, 0.25, 0.1, 0.0)
     ]
     assert results["depth"]["frames"] == 4 and results["depth"]["skipped_frames"] == 0
+    # and Detectron2's own PQ (COCOPanopticEvaluator on the COCO-format ground truth)
+    evaluation = [m for m in metrics if "panoptic_seg/PQ" in m]
+    assert evaluation and "dvps/DVPQ@k1_l0" in evaluation[-1]
     assert len(list((inference / "panoptic").glob("*.png"))) == 4
     assert len(list((inference / "depth").glob("*.png"))) == 4
 

@@ -55,10 +55,15 @@ def cityscapes_depth_metadata() -> dict[str, Any]:
       read as ``label_void_id`` 255;
     * DVPQ at k = 1 only (``dvpq_window_sizes`` [1]): images are independent, so this is the
       depth-aware PQ of single frames;
-    * ``depth_scale`` is unused: depth comes from disparity and the camera of each image.
+    * ``depth_scale`` is unused: depth comes from disparity and the camera of each image;
+    * ``thing_dataset_id_to_contiguous_id`` / ``stuff_dataset_id_to_contiguous_id`` map
+      Cityscapes label ids to train ids, as Detectron2's Cityscapes panoptic metadata does, and
+      the registration adds ``panoptic_json`` / ``panoptic_root``, so that Detectron2's
+      ``COCOPanopticEvaluator`` also scores PQ on it.
     """
     meta = dvps_metadata(CITYSCAPES_DVPS)
     meta.update(dataset_format=CITYSCAPES, label_void_id=255, dvpq_window_sizes=[1])
+    meta.update(_label_id_maps())  # Detectron2's: its COCOPanopticEvaluator maps back through them
     return meta
 
 
@@ -151,5 +156,7 @@ def register_cityscapes_depth(name: str, root: str, split: str) -> None:
         dataset_root=root,
         split=split,
         split_dir=os.path.join(root, "leftImg8bit", split),
+        panoptic_json=os.path.join(root, "gtFine", f"cityscapes_panoptic_{split}.json"),
+        panoptic_root=os.path.join(root, "gtFine", f"cityscapes_panoptic_{split}"),
         **cityscapes_depth_metadata(),
     )
