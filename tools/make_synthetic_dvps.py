@@ -1,5 +1,5 @@
 """Write a synthetic DVPS dataset in the official Cityscapes-DVPS or SemKITTI-DVPS layout, or
-plain Cityscapes with disparity and camera files, or KITTI-STEP (no depth).
+plain Cityscapes with disparity and camera files, or KITTI-STEP or Cityscapes-VPS (no depth).
 
     python tools/make_synthetic_dvps.py --format cityscapes_dvps \\
         --out datasets/synthetic-cityscapes-dvps --split train --sequences 10 --frames 6
@@ -23,6 +23,13 @@ under ``<out>``, ``images/<split>/<sequence:04d>/<frame:06d>.png`` (RGB) and
 ``panoptic_maps/<split>/<sequence:04d>/<frame:06d>.png`` (8-bit RGB: R = train id, 255
 unlabelled, G = instance // 256, B = instance % 256; instances on person and car only).
 
+Format cityscapes_vps: the cityscapes_dvps scene in the Cityscapes-VPS layout (mcahny/vps), its
+video panoptic format for both splits, without depth: under ``<out>``,
+``<split>/img/<video:04d>_<frame:04d>_synth_<sequence:06d>_<frame:06d>_leftImg8bit.png`` (RGB),
+``<split>/panoptic_video/<same name>_gtFine_color.png`` (segment id = R + 256 G + 65536 B,
+constant over a video) and ``panoptic_gt_<split>_city_vps.json`` (COCO panoptic, categories =
+train ids).
+
 The scene is described in ``panoptic_depthlab/data/synthetic.py``. The same arguments always
 write the same files. Exit code 2, with a one-line message, for invalid arguments or a folder
 that cannot be written (checked before any frame is made); a disk that fills up stops the run
@@ -39,9 +46,11 @@ import time
 
 from tqdm import tqdm
 
-from panoptic_depthlab.data.datasets import load_dvps_split, load_kitti_step
+from panoptic_depthlab.data.datasets import load_cityscapes_vps, load_dvps_split, load_kitti_step
+from panoptic_depthlab.data.errors import DatasetError
 from panoptic_depthlab.data.synthetic import (
     CITYSCAPES,
+    CITYSCAPES_VPS,
     KITTI_STEP,
     SYNTHETIC_FORMATS,
     cityscapes_panoptic_paths,
@@ -60,6 +69,16 @@ def _read_back(out: str, split: str, dataset_format: str) -> tuple[str, int, int
     if dataset_format == KITTI_STEP:
         records = load_kitti_step(out, split)
         return os.path.join(out, "images", split), len(records), len(records)
+    if dataset_format == CITYSCAPES_VPS:
+        image_dir = os.path.join(out, split, "img")
+        on_disk = glob.glob(os.path.join(glob.escape(image_dir), "*_leftImg8bit.png"))
+        try:
+            records = load_cityscapes_vps(out, split)
+        except DatasetError:  # images of an earlier run, not in this run's JSON: warned below
+            if len(on_disk) == 0:
+                raise
+            records = []
+        return image_dir, len(records), len(on_disk)
     if dataset_format != CITYSCAPES:
         folder = os.path.join(out, "video_sequence", split)
         records = load_dvps_split(out, split, dataset_format)
@@ -101,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="dataset root; DVPS frames go to OUT/video_sequence/SPLIT/, cityscapes to "
         "OUT/leftImg8bit/SPLIT/CITY/, OUT/gtFine/..., OUT/disparity/..., OUT/camera/..., "
-        "kitti_step to OUT/images/SPLIT/SEQUENCE/ and OUT/panoptic_maps/SPLIT/SEQUENCE/",
+        "kitti_step to OUT/images/SPLIT/SEQUENCE/ and OUT/panoptic_maps/SPLIT/SEQUENCE/, "
+        "cityscapes_vps to OUT/SPLIT/img/, OUT/SPLIT/panoptic_video/ and "
+        "OUT/panoptic_gt_SPLIT_city_vps.json",
     )
     parser.add_argument("--split", required=True, help="train or val (also seeds the data)")
     parser.add_argument("--sequences", type=int, default=4, help="number of sequences (>= 1)")
@@ -131,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     except OutputError as e:  # a folder that cannot be written, or a full disk
         kept = f" The {progress.n} frames written before stay whole." if progress.n else ""
-        if kept and args.format == CITYSCAPES:
+        if kept and args.format in (CITYSCAPES, CITYSCAPES_VPS):
             kept = kept[:-1] + "; the split's panoptic JSON is not written."
         print(f"{parser.prog}: error: {e}{kept}", file=sys.stderr)
         return 2
@@ -144,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if on_disk != len(images):
         unread, what = " (not in the split's panoptic JSON)", "dataset"
-        if args.format != CITYSCAPES:  # kitti_step: images/ and panoptic_maps/ go together
+        if args.format not in (CITYSCAPES, CITYSCAPES_VPS):  # kitti_step: both folders
             unread, what = "", "dataset" if args.format == KITTI_STEP else "folder"
         print(
             f"Warning: {folder} also holds {on_disk - len(images)} frames of an earlier "

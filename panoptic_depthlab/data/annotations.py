@@ -231,7 +231,10 @@ def _coco_panoptic_labels(
     """A COCO-format panoptic PNG (segment id = R + 256 G + 65536 B, 0 unlabelled) with its
     segments (``id``, ``category_id`` as a contiguous train id, ``iscrowd``) -> int32 (H, W)
     ``(classes, instances)``: unlabelled pixels get ``label_void_id``; stuff and crowd segments
-    instance 0; the other thing segments of a class are numbered 1, 2, ... in segment id order.
+    instance 0; the other thing segments of a class are numbered 1, 2, ... in segment id order,
+    unless the segment carries an ``instance_id`` (video datasets such as Cityscapes-VPS, whose
+    loader numbers the instances once per video so that an object keeps its instance id over
+    the frames; a per-frame numbering would change it when another object appears or leaves).
 
     Raises:
         ValueError: not an 8-bit RGB PNG, a pixel whose segment id has no entry in
@@ -269,6 +272,9 @@ def _coco_panoptic_labels(
             )
         table_class[index] = category
         if category in things and not segment.get("iscrowd", 0):
+            if "instance_id" in segment:  # numbered by the loader, stable over a video
+                table_instance[index] = int(segment["instance_id"])
+                continue
             counts[category] = counts.get(category, 0) + 1
             table_instance[index] = counts[category]
     inverse = inverse.reshape(ids.shape)

@@ -4,7 +4,8 @@
 forward and writes them exactly like Cityscapes-DVPS or SemKITTI-DVPS (file names, PNG bit
 depths, label encodings, depth scale), so every loader and evaluator runs on real files, or like
 plain Cityscapes with disparity and camera files (format ``cityscapes``, see below), or like
-KITTI-STEP, without depth (format ``kitti_step``, see below).
+KITTI-STEP or Cityscapes-VPS, without depth (formats ``kitti_step`` and ``cityscapes_vps``, see
+below).
 
 Scene model (meters; camera frame: x to the right, z forward, y up; the camera moves forward by
 a per-sequence speed every frame):
@@ -76,6 +77,25 @@ dataset root:
   unlabelled pixels, the ego-car hood), G = instance // 256, B = instance % 256. As in
   KITTI-STEP only person and car carry instance (track) ids, those of the Cityscapes-DVPS scene
   (1..999, constant over a sequence; 0 on its crowd persons); every other class has instance 0.
+
+Format ``cityscapes_vps``: the Cityscapes-DVPS scene (for equal arguments, the same images,
+classes and instances) in the Cityscapes-VPS layout of its authors' release (mcahny/vps), the
+video panoptic format of their val split, here written for both splits, without depth. Sequence
+s is video ``<s:04d>``; its frame f has the annotated-frame number 5 (f + 1) (``0005``,
+``0010``, ...; at most 1999 frames) and ``<name>`` = ``<s:04d>_<5 (f + 1):04d>_synth_<s:06d>_
+<5 f + 4:06d>``. Under the dataset root:
+
+* ``<split>/img/<name>_leftImg8bit.png``: 8-bit RGB image.
+* ``<split>/panoptic_video/<name>_gtFine_color.png``: 8-bit RGB, segment id = R + 256 G +
+  65536 B, 0 for unlabelled pixels (the ego-car hood). A stuff segment's id is its class color
+  (as panopticapi's ``IdGenerator`` gives stuff); a thing instance's is train id * 1000 +
+  its Cityscapes-DVPS instance id (1..999), the same in every frame of the video; the crowd
+  persons are the id train id * 1000 with ``iscrowd`` 1. No class color is below 19000, so the
+  ids never collide.
+* ``panoptic_gt_<split>_city_vps.json``, once per split after all frames: ``images`` (``id`` =
+  ``<name>``, ``file_name``, ``width``, ``height``), ``annotations`` (``image_id``,
+  ``file_name``, ``segments_info``: ``id``, ``category_id`` = train id, ``iscrowd``, ``area``,
+  ordered by id) and the 19 ``categories`` with train ids as ids.
 """
 
 from __future__ import annotations
@@ -92,11 +112,13 @@ import numpy as np
 from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
 
 from ..files import check_writable, write_json_atomic, write_png_atomic
+from .datasets.cityscapes_vps import CITYSCAPES_VPS, cityscapes_vps_json_path
 from .datasets.kitti_step import KITTI_STEP, kitti_step_metadata
 from .datasets.metadata import CITYSCAPES_DVPS, DVPS_FORMATS, SEMKITTI_DVPS, dvps_metadata
 
 __all__ = [
     "CITYSCAPES",
+    "CITYSCAPES_VPS",
     "KITTI_STEP",
     "SYNTHETIC_FORMATS",
     "cityscapes_panoptic_paths",
@@ -104,15 +126,17 @@ __all__ = [
 ]
 
 CITYSCAPES = "cityscapes"  # plain Cityscapes (panoptic, disparity, camera): see the module doc
-SYNTHETIC_FORMATS = (*DVPS_FORMATS, CITYSCAPES, KITTI_STEP)
+SYNTHETIC_FORMATS = (*DVPS_FORMATS, CITYSCAPES, KITTI_STEP, CITYSCAPES_VPS)
 _SCENES = {
     CITYSCAPES_DVPS: CITYSCAPES_DVPS,
     SEMKITTI_DVPS: SEMKITTI_DVPS,
     CITYSCAPES: CITYSCAPES_DVPS,
     KITTI_STEP: CITYSCAPES_DVPS,
+    CITYSCAPES_VPS: CITYSCAPES_DVPS,
 }
 _KITTI_STEP_TRACKED = tuple(kitti_step_metadata()["thing_ids"])  # person, car
 _KITTI_STEP_MAX_SEQUENCES = 10_000  # sequence folders are <seq:04d>
+_VPS_MAX_FRAMES = 1999  # Cityscapes-VPS frame numbers 5 (f + 1) have four digits
 
 _SPLITS = ("train", "val")
 _MIN_SIZE = 64
@@ -402,6 +426,14 @@ def _check_args(
         raise ValueError(
             f"num_sequences={num_sequences} is invalid for kitti_step, whose sequence folders "
             f"have four digits; expected at most {_KITTI_STEP_MAX_SEQUENCES}."
+        )
+    if dataset_format == CITYSCAPES_VPS and (
+        num_sequences > _KITTI_STEP_MAX_SEQUENCES or num_frames > _VPS_MAX_FRAMES
+    ):
+        raise ValueError(
+            f"num_sequences={num_sequences}, num_frames={num_frames} are invalid for "
+            "cityscapes_vps, whose video and frame numbers have four digits; expected at most "
+            f"{_KITTI_STEP_MAX_SEQUENCES} sequences and {_VPS_MAX_FRAMES} frames."
         )
 
 
@@ -1229,6 +1261,72 @@ def _kitti_step_frame(
     }
 
 
+def _cityscapes_vps_frame(
+    out_dir: str, split: str, spec: _Spec, seq: int, frame: int, canvas: _Canvas, image: np.ndarray
+) -> tuple[_Files, dict[str, Any]]:
+    """One frame's files in the Cityscapes-VPS layout, the image first, and its annotation (an
+    ``annotations`` entry of the split's JSON); the encoding is in the module docstring."""
+    name = f"{seq:04d}_{5 * (frame + 1):04d}_{_CITY}_{seq:06d}_{5 * frame + 4:06d}"
+    labelled = canvas.label != spec.void
+    classes = np.where(labelled, canvas.label, 0)
+    colors = np.asarray(dvps_metadata(CITYSCAPES_DVPS)["stuff_colors"], np.int64)
+    color_ids = colors[:, 0] + 256 * colors[:, 1] + 65536 * colors[:, 2]
+    is_thing = np.isin(classes, sorted(spec.things))
+    segment = np.where(is_thing, classes * 1000 + canvas.inst, color_ids[classes])
+    segment = np.where(labelled, segment, 0).astype(np.int64)
+    ids, areas = np.unique(segment[labelled], return_counts=True)
+    segments_info = []
+    for segment_id, area in zip(ids.tolist(), areas.tolist(), strict=True):
+        thing = segment_id < 19000
+        category = segment_id // 1000 if thing else int(np.flatnonzero(color_ids == segment_id)[0])
+        segments_info.append(
+            {
+                "id": segment_id,
+                "category_id": category,
+                "iscrowd": int(thing and segment_id % 1000 == 0),
+                "area": area,
+            }
+        )
+    rgb = np.stack([segment % 256, segment // 256 % 256, segment // 65536], -1).astype(np.uint8)
+    files: _Files = {
+        os.path.join(out_dir, split, "img", name + "_leftImg8bit.png"): image[..., ::-1],
+        os.path.join(out_dir, split, "panoptic_video", name + "_gtFine_color.png"): rgb[..., ::-1],
+    }
+    annotation = {
+        "image_id": name,
+        "file_name": name + "_gtFine_color.png",
+        "segments_info": segments_info,
+    }
+    return files, annotation
+
+
+def _vps_json(annotations: list[dict[str, Any]], spec: _Spec) -> dict[str, Any]:
+    """A split's Cityscapes-VPS panoptic JSON (categories with train ids as ids)."""
+    supercategory = {name: sup for sup, names in _SUPERCATEGORIES.items() for name in names}
+    return {
+        "images": [
+            {
+                "id": a["image_id"],
+                "width": spec.width,
+                "height": spec.height,
+                "file_name": a["image_id"] + "_leftImg8bit.png",
+            }
+            for a in annotations
+        ],
+        "annotations": annotations,
+        "categories": [
+            {
+                "id": c["trainId"],
+                "name": c["name"],
+                "supercategory": supercategory[c["name"]],
+                "isthing": c["isthing"],
+                "color": list(c["color"]),
+            }
+            for c in sorted(CITYSCAPES_CATEGORIES, key=lambda c: c["trainId"])
+        ],
+    }
+
+
 def _write_files(files: _Files) -> None:
     """Write a frame's files in order, whole or not at all (a full disk stops it half way: the
     files already written are removed)."""
@@ -1278,12 +1376,17 @@ def generate_synthetic_dvps(
     ``images/<split>/<seq:04d>/<frame:06d>.png`` and the panoptic maps beside them in
     ``panoptic_maps/``, instances on person and car only, no depth (module docstring).
 
+    ``cityscapes_vps`` writes the same scene in the Cityscapes-VPS layout under ``<out_dir>``:
+    ``<split>/img/``, ``<split>/panoptic_video/`` and, after the last frame,
+    ``panoptic_gt_<split>_city_vps.json`` (module docstring).
+
     Args:
         out_dir: dataset root.
-        dataset_format: ``cityscapes_dvps``, ``semkitti_dvps``, ``cityscapes`` or
-            ``kitti_step``.
+        dataset_format: ``cityscapes_dvps``, ``semkitti_dvps``, ``cityscapes``,
+            ``kitti_step`` or ``cityscapes_vps``.
         split: ``train`` or ``val`` (also seeds the data).
-        num_sequences: sequences, >= 1 (``kitti_step``: at most 10000); sequence ids
+        num_sequences: sequences, >= 1 (``kitti_step``, ``cityscapes_vps``: at most 10000,
+            the latter with at most 1999 frames); sequence ids
             0..num_sequences-1.
         num_frames: frames per sequence, >= 1.
         height, width: image size in pixels, each >= 64.
@@ -1295,15 +1398,17 @@ def generate_synthetic_dvps(
 
     Raises:
         ValueError: invalid arguments, before anything is written.
-        OutputError: the split folder (``cityscapes``, ``kitti_step``: ``out_dir``) cannot be
-            written (checked first), or a write failed (e.g. a full disk); the frame being
-            written is removed, earlier frames stay (``cityscapes``: without the split's JSON).
+        OutputError: the split folder (``cityscapes``, ``kitti_step``, ``cityscapes_vps``:
+            ``out_dir``) cannot be written (checked first), or a write failed (e.g. a full
+            disk); the frame being written is removed, earlier frames stay (``cityscapes``,
+            ``cityscapes_vps``: without the split's JSON).
     """
     _check_args(dataset_format, split, num_sequences, num_frames, height, width, seed)
     spec = _make_spec(_SCENES[dataset_format], height, width)
     cityscapes = dataset_format == CITYSCAPES
     kitti_step = dataset_format == KITTI_STEP
-    in_root = cityscapes or kitti_step  # layouts whose split folders lie in several places
+    vps = dataset_format == CITYSCAPES_VPS
+    in_root = cityscapes or kitti_step or vps  # layouts whose split folders lie in several places
     split_dir = out_dir if in_root else os.path.join(out_dir, "video_sequence", split)
     check_writable(split_dir, "dataset folder")
     images, annotations = [], []
@@ -1322,6 +1427,11 @@ def generate_synthetic_dvps(
                 annotations.append(annotation)
             elif kitti_step:
                 files = _kitti_step_frame(out_dir, split, spec, seq, frame, canvas, image)
+            elif vps:
+                files, annotation = _cityscapes_vps_frame(
+                    out_dir, split, spec, seq, frame, canvas, image
+                )
+                annotations.append(annotation)
             else:
                 files = _dvps_frame(split_dir, spec, seq, frame, canvas, image)
             _write_files(files)
@@ -1333,4 +1443,6 @@ def generate_synthetic_dvps(
         write_json_atomic(
             cityscapes_panoptic_paths(out_dir, split)[2], _panoptic_json(annotations, spec)
         )
+    if vps:
+        write_json_atomic(cityscapes_vps_json_path(out_dir, split), _vps_json(annotations, spec))
     return images
