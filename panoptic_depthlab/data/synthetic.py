@@ -1220,8 +1220,12 @@ def _cityscapes_frame(
     return files, annotation
 
 
-def _panoptic_json(annotations: list[dict[str, Any]], spec: _Spec) -> dict[str, Any]:
-    """A split's COCO panoptic JSON, as cityscapesScripts' ``createPanopticImgs`` writes it."""
+def _panoptic_json(
+    annotations: list[dict[str, Any]], spec: _Spec, category_id: str = "id"
+) -> dict[str, Any]:
+    """A split's COCO panoptic JSON, as cityscapesScripts' ``createPanopticImgs`` writes it,
+    with ``CITYSCAPES_CATEGORIES``' ``category_id`` key as category ids: ``"id"`` (label ids) or
+    ``"trainId"`` (Cityscapes-VPS)."""
     supercategory = {name: sup for sup, names in _SUPERCATEGORIES.items() for name in names}
     return {
         "images": [
@@ -1236,13 +1240,13 @@ def _panoptic_json(annotations: list[dict[str, Any]], spec: _Spec) -> dict[str, 
         "annotations": annotations,
         "categories": [
             {
-                "id": c["id"],
+                "id": c[category_id],
                 "name": c["name"],
                 "color": list(c["color"]),
                 "supercategory": supercategory[c["name"]],
                 "isthing": c["isthing"],
             }
-            for c in sorted(CITYSCAPES_CATEGORIES, key=lambda c: c["id"])
+            for c in sorted(CITYSCAPES_CATEGORIES, key=lambda c: c[category_id])
         ],
     }
 
@@ -1298,33 +1302,6 @@ def _cityscapes_vps_frame(
         "segments_info": segments_info,
     }
     return files, annotation
-
-
-def _vps_json(annotations: list[dict[str, Any]], spec: _Spec) -> dict[str, Any]:
-    """A split's Cityscapes-VPS panoptic JSON (categories with train ids as ids)."""
-    supercategory = {name: sup for sup, names in _SUPERCATEGORIES.items() for name in names}
-    return {
-        "images": [
-            {
-                "id": a["image_id"],
-                "width": spec.width,
-                "height": spec.height,
-                "file_name": a["image_id"] + "_leftImg8bit.png",
-            }
-            for a in annotations
-        ],
-        "annotations": annotations,
-        "categories": [
-            {
-                "id": c["trainId"],
-                "name": c["name"],
-                "supercategory": supercategory[c["name"]],
-                "isthing": c["isthing"],
-                "color": list(c["color"]),
-            }
-            for c in sorted(CITYSCAPES_CATEGORIES, key=lambda c: c["trainId"])
-        ],
-    }
 
 
 def _write_files(files: _Files) -> None:
@@ -1444,5 +1421,7 @@ def generate_synthetic_dvps(
             cityscapes_panoptic_paths(out_dir, split)[2], _panoptic_json(annotations, spec)
         )
     if vps:
-        write_json_atomic(cityscapes_vps_json_path(out_dir, split), _vps_json(annotations, spec))
+        write_json_atomic(
+            cityscapes_vps_json_path(out_dir, split), _panoptic_json(annotations, spec, "trainId")
+        )
     return images
