@@ -36,7 +36,12 @@ from detectron2.utils.logger import setup_logger
 from panoptic_depthlab.checkpoint import CheckpointError
 from panoptic_depthlab.config import ConfigValueError
 from panoptic_depthlab.demo import DemoInputError, DemoModel, find_sequences, run_demo
-from panoptic_depthlab.engine import LaunchError, fall_back_to_cpu, load_config
+from panoptic_depthlab.engine import (
+    LaunchError,
+    add_override_arguments,
+    fall_back_to_cpu,
+    load_config,
+)
 from panoptic_depthlab.files import OutputError
 from panoptic_depthlab.runtime.exported import ExportedModelError
 
@@ -79,21 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PIXELS",
         help="camera focal length for --pointcloud (default: from SemKITTI-DVPS file names)",
     )
-    parser.add_argument(
-        "--opts",
-        dest="flag_opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        metavar="KEY VALUE",
-        help="config overrides after this flag (Detectron2's demo spelling)",
-    )
-    parser.add_argument(
-        "opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        metavar="KEY VALUE",
-        help="config overrides, last, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cpu",
-    )
+    add_override_arguments(parser, "MODEL.WEIGHTS model.pth MODEL.DEVICE cpu")
     return parser
 
 

@@ -26,7 +26,12 @@ import sys
 
 from panoptic_depthlab.checkpoint import CheckpointError
 from panoptic_depthlab.config import ConfigValueError
-from panoptic_depthlab.engine import LaunchError, fall_back_to_cpu, load_config
+from panoptic_depthlab.engine import (
+    LaunchError,
+    add_override_arguments,
+    fall_back_to_cpu,
+    load_config,
+)
 from panoptic_depthlab.export import DEFAULT_TOLERANCE, ExportError, export_model
 from panoptic_depthlab.files import OutputError
 
@@ -64,21 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         help="largest accepted difference from eager PyTorch, relative to each output's "
         f"largest magnitude (at least 1); default {DEFAULT_TOLERANCE:g}",
     )
-    parser.add_argument(
-        "--opts",
-        dest="flag_opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        metavar="KEY VALUE",
-        help="config overrides after this flag (Detectron2's spelling)",
-    )
-    parser.add_argument(
-        "opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        metavar="KEY VALUE",
-        help="config overrides, last, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cuda",
-    )
+    add_override_arguments(parser, "MODEL.WEIGHTS model.pth MODEL.DEVICE cuda")
     return parser
 
 

@@ -27,13 +27,45 @@ from ..config import add_panoptic_depthlab_config
 from ..data.datasets import check_dvps_dataset
 from ..files import check_writable
 
-__all__ = ["LaunchError", "check_launch", "fall_back_to_cpu", "load_config", "setup"]
+__all__ = [
+    "LaunchError",
+    "add_override_arguments",
+    "check_launch",
+    "fall_back_to_cpu",
+    "load_config",
+    "setup",
+]
 
 logger = logging.getLogger(__name__)
 
 
 class LaunchError(ValueError):
     """The command line or config cannot start a run; the message says what to change."""
+
+
+def add_override_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """The config overrides of a tool (``KEY VALUE`` pairs): last on the command line, as for
+    ``tools/train_net.py``, or after ``--opts`` (Detectron2's demo spelling). After parsing,
+    ``args.opts + args.flag_opts`` are all of them.
+
+    Args:
+        example: what the help shows, e.g. ``"MODEL.WEIGHTS model.pth MODEL.DEVICE cpu"``.
+    """
+    parser.add_argument(
+        "--opts",
+        dest="flag_opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides after this flag (Detectron2's demo spelling)",
+    )
+    parser.add_argument(
+        "opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help=f"config overrides, last, e.g. {example}",
+    )
 
 
 def load_config(args: argparse.Namespace) -> CfgNode:
