@@ -6,10 +6,12 @@
    configs/vip_depth.yaml (R52-DC5, depthwise-separable heads, random weights) on a synthetic
    Cityscapes-DVPS sequence at 512x1024. Running the whole model twice per pair, as the
    reference implementation does, would cost about 2x. Goal: ratio <= 1.3.
-2. Time of ``InstanceTracker.update`` (next-frame view + matching + relabelling) against the
-   post-processing (``panoptic_depth_inference`` with depth statistics) of the same frame, at
-   1024x2048, on perfect network outputs made from a synthetic sequence's ground truth (the
-   script prints the instances per frame). Goal: ratio <= 0.15.
+2. Time of ``InstanceTracker.update`` (next-frame view + matching + relabelling, and the
+   memory of ended tracks with the config's default ``MODEL.TRACKER``: 3-D positions of every
+   instance, revivals) against the post-processing (``panoptic_depth_inference`` with depth
+   statistics) of the same frame, at 1024x2048, on perfect network outputs made from a
+   synthetic sequence's ground truth (the script prints the instances per frame, and the
+   tracker's time without the memory). Goal: ratio <= 0.15 with the memory on.
 
     .venv/bin/python benchmarks/video_inference.py [--frames 6] [--rounds 3]
 
@@ -40,6 +42,7 @@ from panoptic_depthlab.data.target_generator import DVPSTargetGenerator
 from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 from panoptic_depthlab.runtime.post_processing import panoptic_depth_inference
 from panoptic_depthlab.runtime.stitching import InstanceTracker
+from panoptic_depthlab.runtime.track_memory import TrackerSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,8 +82,22 @@ def network_ratio(records: list, rounds: int) -> tuple[float, float]:
     return statistics.median(sequence), statistics.median(single)
 
 
-def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, int]:
-    """(stitching, post-processing) median seconds per frame, and instances per frame."""
+def tracker_settings(meta) -> TrackerSettings:
+    """The tracker settings of the config defaults (``MODEL.TRACKER``) on this dataset."""
+    tracker = get_cfg()
+    add_panoptic_depthlab_config(tracker)
+    tracker = tracker.MODEL.TRACKER
+    return TrackerSettings(
+        max_gap=tracker.MAX_GAP,
+        max_distance_per_frame=tracker.MAX_DISTANCE_PER_FRAME,
+        appearance_weight=tracker.APPEARANCE_WEIGHT,
+        focal_ratio=meta.focal_ratio,
+    )
+
+
+def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, float, int]:
+    """(stitching with the memory, without it, post-processing) median seconds per frame, and
+    instances per frame."""
     div = meta.label_divisor
     generator = DVPSTargetGenerator(
         thing_ids=meta.thing_ids, ignore_label=meta.ignore_label, label_divisor=div
@@ -104,19 +121,32 @@ def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, int
         depth = torch.from_numpy(read_depth(record, meta.as_dict())).float()
         predictions.append((classes[None], targets["center"][None], targets["offset"], depth))
         predictions[-1] += (next_offset,)
-    post, stitch, instances = [], [], []
+    settings = tracker_settings(meta)
+    assert settings.memory
+    post, instances = [], []
+    stitch: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds):
-        tracker = InstanceTracker(TRACK_LABEL_DIVISOR)  # as inference_sequence builds it
+        # as inference_sequence builds them: memory on (the default) and off, alternated
+        trackers = {
+            memory: InstanceTracker(TRACK_LABEL_DIVISOR, settings=settings if memory else None)
+            for memory in (True, False)
+        }
         for t, (sem, center, offset, depth, next_offset) in enumerate(predictions):
             start = time.perf_counter()
             panoptic, segments = panoptic_depth_inference(sem, center, offset, depth, **params)
             post.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            tracker.update(panoptic, segments, next_offset if t > 0 else None)
-            if t > 0:
-                stitch.append(time.perf_counter() - start)
+            for memory, tracker in trackers.items():
+                start = time.perf_counter()
+                tracker.update(panoptic, segments, next_offset if t > 0 else None)
+                if t > 0:
+                    stitch[memory].append(time.perf_counter() - start)
             instances.append(sum(s["isthing"] for s in segments))
-    return statistics.median(stitch), statistics.median(post), round(statistics.mean(instances))
+    return (
+        statistics.median(stitch[True]),
+        statistics.median(stitch[False]),
+        statistics.median(post),
+        round(statistics.mean(instances)),
+    )
 
 
 def main() -> None:
@@ -128,10 +158,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         large = synthetic_split("bench_video_2048", 4, 1024, 2048, os.path.join(directory, "large"))
         meta = MetadataCatalog.get("bench_video_2048")
-        stitch, post, instances = stitching_ratio(large, meta, args.rounds + 1)
+        stitch, no_memory, post, instances = stitching_ratio(large, meta, args.rounds + 1)
         print(
-            f"1024x2048, {instances} instances/frame: stitching {stitch * 1e3:.1f} ms, "
-            f"post-processing {post * 1e3:.1f} ms"
+            f"1024x2048, {instances} instances/frame: stitching {stitch * 1e3:.1f} ms with the "
+            f"tracker's memory ({no_memory * 1e3:.1f} ms without), post-processing "
+            f"{post * 1e3:.1f} ms"
         )
         records = synthetic_split(
             "bench_video_1024", args.frames, 512, 1024, os.path.join(directory, "small")

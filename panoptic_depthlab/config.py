@@ -55,6 +55,22 @@ def add_panoptic_depthlab_config(cfg: CfgNode) -> None:
     # the rows are taken as they are. See panoptic_depthlab.checkpoint.
     cfg.MODEL.PANOPTIC_DEPTHLAB.CHECKPOINT_CLASSES = ""
 
+    # Video tracking beyond next-frame links: a memory of ended tracks that lets an object
+    # missing for up to MAX_GAP frames (occluded, or without labels) come back with its id,
+    # re-identified by its 3-D position (pixel centroid at its median predicted depth, constant
+    # velocity); see panoptic_depthlab.runtime.track_memory. MAX_GAP 0 turns the memory off
+    # (ViP-DeepLab's tracking: consecutive frames only). A revival is gated at
+    # MAX_DISTANCE_PER_FRAME meters from the predicted position per frame since the track was
+    # last seen (3 m for an object missing one frame). APPEARANCE_WEIGHT > 0 adds 1 - cosine of
+    # backbone features pooled in the masks to the assignment cost. The focal length comes from
+    # the dataset's "focal_ratio" metadata (focal length / image width), else
+    # runtime.track_memory.DEFAULT_FOCAL_RATIO. Datasets without depth (metadata has_depth
+    # False) have no memory.
+    cfg.MODEL.TRACKER = CN()
+    cfg.MODEL.TRACKER.MAX_GAP = 5
+    cfg.MODEL.TRACKER.MAX_DISTANCE_PER_FRAME = 1.5
+    cfg.MODEL.TRACKER.APPEARANCE_WEIGHT = 0.0
+
     # Depth branch. Its ASPP and decoder take their sizes from MODEL.INS_EMBED_HEAD.
     cfg.MODEL.DEPTH_HEAD = CN()
     # "DepthHead": own ASPP + decoder; "SemanticDecoderDepthHead": a light head on the

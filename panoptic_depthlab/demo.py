@@ -20,8 +20,10 @@ becomes ``cam_2``, ``cam_3``, ... with a log line, and so does a loose image's f
 ``panoptic/``, ``depth/``  the official prediction files of the model's dataset format, named
                            ``<frame>_leftImg8bit.png`` (inputs named so keep their name), ready
                            for ``tools/eval_dvpq.py``
-``segments/<frame>.json``  every segment: id, class, area, depth mean / median (m), center;
-                           ``untrained``: the outputs no trained weights were loaded for
+``segments/<frame>.json``  every segment: id, class, area, depth mean / median (m), center,
+                           and ``revived_after`` (frames missing) on a thing whose track the
+                           tracker's memory revived in this frame; ``untrained``: the outputs
+                           no trained weights were loaded for
 ``<name>.mp4``             the ``vis`` pictures as a video (folders and videos only); VP9,
                            which browsers play, or MPEG-4 Part 2 (``mp4v``, desktop players
                            only) with a warning where OpenCV cannot encode VP9
@@ -670,6 +672,7 @@ def run_demo(
                     written += 1
                     bar.update(1)
                 complete = True
+                predictor.reset()  # logs the tracker's links, revivals and new ids
             finally:
                 if video is not None:
                     video.close(complete)

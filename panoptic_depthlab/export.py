@@ -324,6 +324,8 @@ def export_model(
                 "min_padded_size": min_blocks * divisibility,
                 "aspp_window": list(window) if window is not None else None,
                 "panoptic_settings": model.panoptic_settings.as_dict(),
+                "tracker_settings": model.tracker_settings.as_dict(),
+                "appearance_feature": model.appearance_feature,
                 "metadata": _json_metadata(model.meta.as_dict()),
                 "untrained": untrained,
                 "weights": cfg.MODEL.WEIGHTS,

@@ -188,13 +188,16 @@ def _thing_label(
 ) -> str:
     """``car 12.4 m`` (class name, median depth with one decimal), or ``car`` without depth.
 
-    With an untrained output among ``untrained``: ``car (untrained)`` when the depth is
-    untrained (no made-up distance is shown), ``car 12.4 m (untrained)`` when only the panoptic
-    output (the class) is.
+    A thing whose track the tracker revived in this frame (``revived_after`` frames missing)
+    says so: ``car 12.4 m (revived, gap 2)``. With an untrained output among ``untrained``:
+    ``car (untrained)`` when the depth is untrained (no made-up distance is shown),
+    ``car 12.4 m (untrained)`` when only the panoptic output (the class) is.
     """
     name = class_names[info["category_id"]]
     median = float(info["depth_median"])
     label = name if math.isnan(median) or "depth" in untrained else f"{name} {median:.1f} m"
+    if "revived_after" in info:
+        label += f" (revived, gap {info['revived_after']})"
     return f"{label} (untrained)" if {"depth", "panoptic"} & set(untrained) else label
 
 
@@ -249,8 +252,9 @@ def panoptic_overlay(
     white. Each thing is labelled ``<class> <median depth> m`` (one decimal; the class alone when
     the median is NaN) in white with a black outline, centered on its ``center`` and moved inside
     the image; nearer things are labelled first and a label that would overlap one already drawn
-    is left out. The font grows with the image height (see ``_font_scale``). Labels of an
-    untrained output end with ``(untrained)`` and show no untrained depth (``car (untrained)``).
+    is left out. The font grows with the image height (see ``_font_scale``). A thing whose track
+    was revived after a gap says so (``car 12.4 m (revived, gap 2)``). Labels of an untrained
+    output end with ``(untrained)`` and show no untrained depth (``car (untrained)``).
 
     Args:
         image: (H, W, 3) uint8 RGB.

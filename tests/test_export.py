@@ -26,6 +26,7 @@ from panoptic_depthlab.checkpoint import load_model
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from panoptic_depthlab.runtime.exported import (
     MANIFEST_NAME,
+    MANIFEST_VERSION,
     ExportedModelError,
     ExportedNetwork,
 )
@@ -261,7 +262,9 @@ def test_broken_folders_are_clear_errors(exported, workdir):
     manifest = json.loads((other / MANIFEST_NAME).read_text())
     manifest["version"] = 99
     (other / MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(ExportedModelError, match="manifest version 99.*reads version 1"):
+    with pytest.raises(
+        ExportedModelError, match=f"manifest version 99.*reads version {MANIFEST_VERSION}"
+    ):
         Predictor.from_exported(str(other))
     incomplete = _copy(exported["onnx"], workdir / "incomplete")
     (incomplete / "heads.onnx").unlink()

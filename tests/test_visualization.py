@@ -8,6 +8,7 @@ import pytest
 from detectron2.data.catalog import Metadata
 
 from panoptic_depthlab.visualization import (
+    _thing_label,
     depth_colormap,
     depth_scale_bar,
     instance_color,
@@ -167,6 +168,22 @@ def test_thing_label_without_depth_is_the_class_name_only():
     assert 0 < without.sum() < with_depth.sum()
     width = np.ptp(np.nonzero(without)[1])
     assert width < np.ptp(np.nonzero(with_depth)[1]) / 2  # "car" vs "car 12.4 m"
+
+
+@pytest.mark.parametrize(
+    "revived_after, untrained, label",
+    [
+        (None, (), "car 12.4 m"),
+        (2, (), "car 12.4 m (revived, gap 2)"),
+        (1, ("panoptic",), "car 12.4 m (revived, gap 1) (untrained)"),
+        (3, ("depth",), "car (revived, gap 3) (untrained)"),
+    ],
+)
+def test_thing_label_says_when_the_tracker_revived_its_track(revived_after, untrained, label):
+    info = {"category_id": CAR, "depth_median": 12.4}
+    if revived_after is not None:
+        info["revived_after"] = revived_after
+    assert _thing_label(info, META["stuff_classes"], untrained) == label
 
 
 @pytest.mark.parametrize("center", [[0, 0], [H - 1, W - 1], [-20, 500]])

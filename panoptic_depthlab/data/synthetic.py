@@ -141,8 +141,6 @@ _VPS_MAX_FRAMES = 1999  # Cityscapes-VPS frame numbers 5 (f + 1) have four digit
 _SPLITS = ("train", "val")
 _MIN_SIZE = 64
 _CITY = "synth"  # Cityscapes-DVPS city name: lowercase letters only
-_KITTI_FOCAL, _KITTI_WIDTH = 718.856, 1242  # SemKITTI-DVPS focal length (pixels) at its width
-_CITYSCAPES_FOCAL, _CITYSCAPES_WIDTH = 2262.52, 2048
 _CITIES = ("aachen", "bochum")  # plain Cityscapes: city of sequence s is _CITIES[s % 2]
 # A real Cityscapes camera (camera/*/aachen/*_camera.json): stereo baseline (m) and mounting
 # position in the vehicle frame (m: forward, left; the height is the layout's cam_height).
@@ -214,7 +212,6 @@ _FACADE_HEIGHTS = {
 class _Layout:
     """What a street of one format contains, and where (lateral positions x in meters)."""
 
-    focal_ratio: float  # focal length / image width
     cam_height: float  # m
     ground: tuple[tuple[tuple[float, str], ...], ...]  # left, right: (outer |x|, class) bands
     front_x: float
@@ -237,7 +234,6 @@ class _Layout:
 
 _LAYOUTS = {
     CITYSCAPES_DVPS: _Layout(
-        focal_ratio=_CITYSCAPES_FOCAL / _CITYSCAPES_WIDTH,
         cam_height=1.22,
         ground=(
             ((_ROAD_EDGE, "road"), (7.3, "sidewalk"), (math.inf, "terrain")),
@@ -273,7 +269,6 @@ _LAYOUTS = {
         },
     ),
     SEMKITTI_DVPS: _Layout(
-        focal_ratio=_KITTI_FOCAL / _KITTI_WIDTH,
         cam_height=1.73,
         ground=(
             ((_ROAD_EDGE, "road"), (7.3, "parking"), (9.0, "sidewalk"), (math.inf, "terrain")),
@@ -338,7 +333,7 @@ def _make_spec(dataset_format: str, height: int, width: int) -> _Spec:
     layout = _LAYOUTS[dataset_format]
     palette = np.array(meta["stuff_colors"], np.float32)
     cityscapes = dataset_format == CITYSCAPES_DVPS
-    focal_name = f"{layout.focal_ratio * width:.3f}"
+    focal_name = f"{meta['focal_ratio'] * width:.3f}"  # the dataset's camera
     return _Spec(
         cityscapes=cityscapes,
         layout=layout,
@@ -351,7 +346,7 @@ def _make_spec(dataset_format: str, height: int, width: int) -> _Spec:
         depth_scale=meta["depth_scale"],
         height=height,
         width=width,
-        focal=layout.focal_ratio * width if cityscapes else float(focal_name),
+        focal=meta["focal_ratio"] * width if cityscapes else float(focal_name),
         focal_name=focal_name,
         horizon=int(_HORIZON * height),
         cx=(width - 1) / 2,

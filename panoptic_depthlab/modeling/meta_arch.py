@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from ..config import ConfigValueError
 from ..runtime.outputs import PanopticSettings, frame_outputs
 from ..runtime.sequence import SequenceInference
+from ..runtime.track_memory import DEFAULT_FOCAL_RATIO, TrackerSettings
 from .aspp_pooling import set_aspp_pooling
 from .depth_head import build_depth_head
 from .losses import (
@@ -37,6 +38,22 @@ __all__ = ["PanopticDepthLab"]
 logger = logging.getLogger(__name__)
 
 _DEPTH_LOSSES = {"silog_rel": silog_rel_loss, "l1": l1_depth_loss}
+
+
+def _tracker_settings(tracker: CfgNode, meta: Any, has_depth: bool) -> TrackerSettings:
+    """``MODEL.TRACKER`` with the dataset's focal ratio; no memory without depth."""
+    max_gap = tracker.MAX_GAP if has_depth else 0
+    if tracker.MAX_GAP and not has_depth:
+        logger.info("MODEL.TRACKER.MAX_GAP -> 0: the dataset has no depth to place tracks in 3-D.")
+    try:
+        return TrackerSettings(
+            max_gap=max_gap,
+            max_distance_per_frame=float(tracker.MAX_DISTANCE_PER_FRAME),
+            appearance_weight=float(tracker.APPEARANCE_WEIGHT),
+            focal_ratio=float(meta.get("focal_ratio", DEFAULT_FOCAL_RATIO)),
+        )
+    except ValueError as error:
+        raise ConfigValueError(f"MODEL.TRACKER: {error}") from None
 
 
 @META_ARCH_REGISTRY.register()
@@ -140,6 +157,15 @@ class PanopticDepthLab(PanopticDeepLab):
             nms_kernel=self.nms_kernel,
             top_k=self.top_k,
         )
+        self.tracker_settings = _tracker_settings(cfg.MODEL.TRACKER, self.meta, self.has_depth)
+        if self.tracker_settings.appearance_weight > 0 and self.tta is not None:
+            raise ConfigValueError(
+                f"MODEL.TRACKER.APPEARANCE_WEIGHT={self.tracker_settings.appearance_weight} "
+                "with TEST.AUG.ENABLED: the appearance term pools one view's backbone features; "
+                "set one of them to 0 / False."
+            )
+        strides = {k: v.stride for k, v in shape.items()}
+        self.appearance_feature = max(strides, key=strides.get)  # the coarsest, most semantic
 
     def _size_divisibility(self) -> int:
         return (
@@ -280,11 +306,26 @@ class PanopticDepthLab(PanopticDeepLab):
             (``MODEL.PANOPTIC_DEPTHLAB.NEXT_FRAME.ENABLED False``) links no frames: every
             instance gets a fresh id, which single-frame metrics (PQ, DVPQ at k = 1) ignore.
         """
-        sequence = SequenceInference(
-            self.frame_maps, self.panoptic_settings, self._size_divisibility()
-        )
+        sequence = self.sequence_inference()
         for inputs in frames:
             yield sequence(inputs)
+        sequence.reset()  # logs the tracker's counts
+
+    def sequence_inference(self) -> SequenceInference:
+        """Frame-by-frame inference of one video at a time with this model (see
+        :class:`~panoptic_depthlab.runtime.sequence.SequenceInference`)."""
+        return SequenceInference(
+            self.frame_maps,
+            self.panoptic_settings,
+            self._size_divisibility(),
+            self.tracker_settings,
+            self.appearance,
+        )
+
+    def appearance(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(C, h, w) backbone features of a frame (:meth:`frame_maps`) at the coarsest scale
+        (see :data:`~panoptic_depthlab.runtime.sequence.Appearance`)."""
+        return features[self.appearance_feature][0]
 
     def frame_maps(
         self, inputs: dict[str, Any], previous: Any

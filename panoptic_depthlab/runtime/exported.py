@@ -4,8 +4,9 @@ An exported folder holds the network as two graphs, with dynamic height and widt
 
 =====================  ========================================================================
 ``manifest.json``      what the runtime needs: graph files, feature and output names,
-                       normalization, size divisibility, the post-processing settings, the
-                       dataset metadata, the config as run, and the export's own check
+                       normalization, size divisibility, the post-processing and tracker
+                       settings, the dataset metadata, the config as run, and the export's
+                       own check
 ``backbone.<ext>``     normalized padded image (1, 3, H, W) -> backbone features
 ``heads.<ext>``        features of frame t (and of frame t-1 with a next-frame branch) -> head
                        maps at (H, W): ``sem_seg``, ``center``, ``offset``, ``depth``
@@ -34,6 +35,7 @@ from torch.nn import functional as F
 
 from .aspp_window import pools_in_windows
 from .outputs import PanopticSettings
+from .track_memory import TrackerSettings
 
 __all__ = [
     "GRAPH_FORMATS",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 """Version of the folder layout and manifest keys; a runtime reads only its own version."""
 GRAPH_FORMATS = ("pt2", "onnx")
 _REQUIRED_KEYS = (
@@ -63,6 +65,8 @@ _REQUIRED_KEYS = (
     "min_padded_size",
     "aspp_window",
     "panoptic_settings",
+    "tracker_settings",
+    "appearance_feature",
     "metadata",
     "untrained",
 )
@@ -221,12 +225,19 @@ class ExportedNetwork:
                 "thing_ids": tuple(manifest["panoptic_settings"]["thing_ids"]),
             }
         )
+        self.tracker_settings = TrackerSettings(**manifest["tracker_settings"])
+        self._appearance_index = manifest["feature_names"].index(manifest["appearance_feature"])
         self.metadata = ExportedMetadata(**manifest["metadata"])
         self.size_divisibility = int(manifest["size_divisibility"])
         self.min_padded_size = int(manifest["min_padded_size"])
         self.window = tuple(manifest["aspp_window"]) if manifest["aspp_window"] else None
         self.mean = torch.tensor(manifest["pixel_mean"], device=self.device).view(-1, 1, 1)
         self.std = torch.tensor(manifest["pixel_std"], device=self.device).view(-1, 1, 1)
+
+    def appearance(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """(C, h, w) backbone features of a frame (:meth:`frame_maps`) that the tracker's
+        appearance term pools (:data:`~panoptic_depthlab.runtime.sequence.Appearance`)."""
+        return features[self._appearance_index][0]
 
     def _padded_input(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) frame -> (1, 3, Hp, Wp) normalized, zero-padded to the size divisibility

@@ -78,9 +78,7 @@ class Predictor:
         model, self.untrained = load_model(cfg)
         self.metadata = model.meta
         self.input_format = cfg.INPUT.FORMAT
-        self._sequence = SequenceInference(
-            model.frame_maps, model.panoptic_settings, model._size_divisibility()
-        )
+        self._sequence = model.sequence_inference()
 
     @classmethod
     def from_exported(cls, folder: str, device: str | torch.device = "cpu") -> Predictor:
@@ -99,7 +97,11 @@ class Predictor:
         predictor.metadata = network.metadata
         predictor.input_format = network.manifest["input_format"]
         predictor._sequence = SequenceInference(
-            network.frame_maps, network.settings, network.size_divisibility
+            network.frame_maps,
+            network.settings,
+            network.size_divisibility,
+            network.tracker_settings,
+            network.appearance,
         )
         return predictor
 
@@ -109,8 +111,15 @@ class Predictor:
         PanopticSettings`)."""
         return self._sequence.settings
 
+    @property
+    def tracker_counts(self) -> dict[str, int]:
+        """Over the current video so far: next-frame ``links``, ``revivals`` of dormant tracks
+        and ``fresh`` ids (:class:`~panoptic_depthlab.runtime.stitching.InstanceTracker`)."""
+        return dict(self._sequence.tracker.counts)
+
     def reset(self) -> None:
-        """Start a new video: forget the previous frame and the tracks."""
+        """Start a new video: log the tracker's counts of the video that ends, then forget the
+        previous frame and the tracks."""
         self._sequence.reset()
 
     def __call__(self, frame: np.ndarray) -> dict[str, Any]:

@@ -10,6 +10,7 @@ tracking. It needs PyTorch only.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +20,11 @@ import torch
 from ..panoptic_ids import TRACK_LABEL_DIVISOR
 from .outputs import PanopticSettings, frame_outputs
 from .stitching import InstanceTracker
+from .track_memory import TrackerSettings
 
-__all__ = ["FrameMaps", "SequenceInference"]
+__all__ = ["Appearance", "FrameMaps", "SequenceInference"]
+
+logger = logging.getLogger(__name__)
 
 FrameMaps = Callable[[dict[str, Any], Any], tuple[tuple[int, int], dict[str, torch.Tensor], Any]]
 """``frame_maps(inputs, previous) -> (image_size, maps, features)``: one frame's head maps.
@@ -31,6 +35,11 @@ FrameMaps = Callable[[dict[str, Any], Any], tuple[tuple[int, int], dict[str, tor
 :func:`~panoptic_depthlab.runtime.outputs.frame_outputs`, with ``next_offset`` when
 ``previous`` was given; ``image_size`` is the (H, W) the maps' top-left corner covers.
 """
+
+Appearance = Callable[[Any], torch.Tensor]
+"""``appearance(features) -> (C, h, w)``: from a frame's ``features`` (as ``frame_maps`` returned
+them), the backbone feature map, covering the padded frame, that the tracker pools in each
+instance's mask."""
 
 
 class SequenceInference:
@@ -46,17 +55,44 @@ class SequenceInference:
         settings: the post-processing settings.
         size_divisibility: images are padded to a multiple of it; all frames of a video must
             pad to one size.
+        tracker_settings: the tracker's memory of ended tracks
+            (:mod:`~panoptic_depthlab.runtime.track_memory`).
+        appearance: see :data:`Appearance`; needed when ``tracker_settings`` weighs
+            appearance, unused otherwise.
     """
 
-    def __init__(self, frame_maps: FrameMaps, settings: PanopticSettings, size_divisibility: int):
+    def __init__(
+        self,
+        frame_maps: FrameMaps,
+        settings: PanopticSettings,
+        size_divisibility: int,
+        tracker_settings: TrackerSettings,
+        appearance: Appearance | None = None,
+    ):
         self.frame_maps = frame_maps
         self.settings = settings
         self.size_divisibility = max(int(size_divisibility), 1)
+        self.tracker_settings = tracker_settings
+        self.appearance = appearance if tracker_settings.appearance_weight > 0 else None
+        if tracker_settings.appearance_weight > 0 and appearance is None:
+            raise ValueError(
+                "tracker settings weigh appearance, but no appearance features were given."
+            )
+        self.frames = 0
         self.reset()
 
     def reset(self) -> None:
-        """Start a new video: forget the previous frame and the tracks."""
-        self.tracker = InstanceTracker(TRACK_LABEL_DIVISOR, void_label=-1)
+        """Start a new video: log what the tracker did in the video that ends (if any), then
+        forget the previous frame and the tracks."""
+        if self.frames:
+            counts = self.tracker.counts
+            logger.info(
+                f"Tracked {self.frames} frames: {counts['links']} next-frame links, "
+                f"{counts['revivals']} revivals, {counts['fresh']} new ids."
+            )
+        self.tracker = InstanceTracker(
+            TRACK_LABEL_DIVISOR, void_label=-1, settings=self.tracker_settings
+        )
         self._previous: Any = None
         self._padded: tuple[int, int] | None = None
         self.frames = 0
@@ -86,8 +122,14 @@ class SequenceInference:
         size, maps, features = self.frame_maps(inputs, self._previous)
         output_size = (inputs.get("height", size[0]), inputs.get("width", size[1]))
         output = frame_outputs(maps, size, output_size, self.settings)
+        appearance = None
+        if self.appearance is not None:  # the cells that cover the frame before padding
+            cells = self.appearance(features)
+            rows = math.ceil(cells.shape[-2] * size[0] / padded[0])
+            cols = math.ceil(cells.shape[-1] * size[1] / padded[1])
+            appearance = cells[:, :rows, :cols]
         output["panoptic_seg"] = self.tracker.update(
-            *output["panoptic_seg"], output.pop("next_offset", None)
+            *output["panoptic_seg"], output.pop("next_offset", None), appearance
         )
         self._previous, self._padded = features, padded
         self.frames += 1

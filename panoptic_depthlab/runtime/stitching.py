@@ -21,16 +21,23 @@ no ceiling of their own; they must stay below the divisor, which no video reache
 The first frame's instances are numbered in the order of their own ids. The last frame pairs
 with itself in ViP-DeepLab; here a frame's own prediction does not depend on the frame after it,
 so it needs no such pair.
+
+Beyond ViP-DeepLab, with :class:`~panoptic_depthlab.runtime.track_memory.TrackerSettings`
+``max_gap`` > 0, an instance left without a next-frame link may revive a track that ended up to
+``max_gap`` frames before, found by its 3-D position (:mod:`~panoptic_depthlab.runtime.
+track_memory`): next-frame links come first, and a revived track keeps its id.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..panoptic_ids import TRACK_LABEL_DIVISOR
 from .post_processing import nearest_center
+from .track_memory import TrackerSettings, TrackMemory, instance_positions
 
 __all__ = ["InstanceTracker", "match_instances"]
 
@@ -83,6 +90,25 @@ def match_instances(
     return torch.where(mutual, best_track, unmatched)
 
 
+def _pooled_appearance(
+    features: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    instance: torch.Tensor,
+    count: int,
+    image_size: tuple[int, int],
+) -> np.ndarray:
+    """(J, C) float64 unit vectors: the (C, h, w) ``features`` averaged over each instance's
+    pixels (each pixel reads the cell it falls in); zero vectors for instances without pixels."""
+    channels, h, w = features.shape
+    height, width = image_size
+    cell = (rows * h // height) * w + cols * w // width
+    cells = torch.bincount(instance * (h * w) + cell.to(instance.device), minlength=count * h * w)
+    pooled = cells.view(count, h * w).to(features.dtype) @ features.reshape(channels, -1).T
+    pooled = torch.nn.functional.normalize(pooled.double(), dim=1)
+    return pooled.cpu().numpy()
+
+
 class InstanceTracker:
     """Sequence ids for the frames of one sequence, given in order.
 
@@ -91,18 +117,34 @@ class InstanceTracker:
     sequence. The ids it gives out are ``class * label_divisor + n`` (module docstring):
     with the default :data:`~panoptic_depthlab.panoptic_ids.TRACK_LABEL_DIVISOR` (2**32),
     int64 ids whose track numbers ``n`` never run out in a real video.
+
+    Attributes:
+        counts: over the frames so far, the instances that continued a track by a next-frame
+            link (``links``), revived a dormant one (``revivals``) and got a new id
+            (``fresh``).
     """
 
-    def __init__(self, label_divisor: int = TRACK_LABEL_DIVISOR, void_label: int = -1):
+    def __init__(
+        self,
+        label_divisor: int = TRACK_LABEL_DIVISOR,
+        void_label: int = -1,
+        settings: TrackerSettings | None = None,
+    ):
         """
         Args:
             label_divisor: divisor of the ids given out: sequence id = class * label_divisor +
                 track number. Split them with the same divisor
                 (:func:`~panoptic_depthlab.panoptic_ids.split_panoptic`).
             void_label: id of unlabelled pixels, in the input and output panoptic maps.
+            settings: the memory of ended tracks; None (or ``max_gap`` 0): no memory, frames
+                are linked by next-frame stitching only.
         """
         self.label_divisor = label_divisor
         self.void_label = void_label
+        self.settings = settings
+        self.memory = TrackMemory(settings) if settings is not None and settings.memory else None
+        self.counts = {"links": 0, "revivals": 0, "fresh": 0}
+        self._frame = -1
         self._last_number: dict[int, int] = {}  # class -> last track number given out
         self._centers = torch.zeros((0, 2), dtype=torch.int64)
         self._track_ids = torch.zeros((0,), dtype=torch.int64)
@@ -123,6 +165,7 @@ class InstanceTracker:
         panoptic: torch.Tensor,
         segments_info: list[dict[str, Any]],
         next_offset: torch.Tensor | None,
+        appearance: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         """Give one frame's segments their sequence ids.
 
@@ -135,11 +178,18 @@ class InstanceTracker:
                 ``isthing``; things carry ``center`` ([y, x]).
             next_offset: (2, H, W) float offsets (y, x) from this frame's pixels to their
                 instance centers in the previous frame, pixels; None for the first frame.
+            appearance: (C, h, w) features covering the frame (cell (i, j) covers rows
+                [i H / h, (i + 1) H / h) and columns likewise), pooled in each instance's mask
+                for the memory's appearance term; None for none.
+
+        With a memory, thing segments need ``depth_median`` (meters; NaN for none) to be
+        placed in 3-D; segments without one are tracked by next-frame links only.
 
         Returns:
             The (H, W) int64 panoptic map and segments with sequence ids ``class *
             label_divisor + n`` (stuff: n = 0; void pixels keep ``void_label``); segments
-            ascending by id, every other key unchanged.
+            ascending by id, every other key unchanged; a segment that revived a dormant track
+            also has ``revived_after``, the number of frames its object was missing.
         """
         segments_info = sorted(segments_info, key=lambda s: s["id"])
         device, width = panoptic.device, panoptic.shape[1]
@@ -161,20 +211,60 @@ class InstanceTracker:
         )
         instance = table.index_select(0, positions)
         thing_pixels = (instance >= 0).nonzero().squeeze(1)
+        rows, cols = thing_pixels // width, thing_pixels % width
         own = instance[thing_pixels].long()
         instance_classes = classes[is_thing]
         match = torch.full((instance_classes.numel(),), -1, dtype=torch.int64, device=device)
         if next_offset is not None and thing_pixels.numel() > 0 and self._track_ids.numel() > 0:
-            track = nearest_center(
-                self._centers.to(device), next_offset, thing_pixels // width, thing_pixels % width
-            )
+            track = nearest_center(self._centers.to(device), next_offset, rows, cols)
             track_classes = (self._track_ids // self.label_divisor).to(device)
             match = match_instances(own, track, instance_classes, track_classes)
-        new_ids = [category * self.label_divisor for category in categories]  # things below
+        self._frame += 1
         thing_index = torch.nonzero(is_thing).squeeze(1).tolist()
-        for index, m in zip(thing_index, match.tolist(), strict=True):
-            new_ids[index] = (
-                int(self._track_ids[m]) if m >= 0 else self._fresh_id(categories[index])
+        links = [int(self._track_ids[m]) if m >= 0 else None for m in match.tolist()]
+        revived: list[tuple[int, int] | None] = [None] * len(links)
+        if self.memory is not None:
+            thing_categories = [categories[i] for i in thing_index]
+            depths = torch.tensor(
+                [float(segments_info[i].get("depth_median", "nan")) for i in thing_index],
+                dtype=torch.float64,
+            )
+            places = instance_positions(
+                rows, cols, own, depths, tuple(panoptic.shape), self.settings.focal_ratio
+            )
+            looks = None
+            if self.settings.appearance_weight > 0 and appearance is not None:
+                looks = _pooled_appearance(appearance, rows, cols, own, len(links), panoptic.shape)
+            unlinked = [j for j, link in enumerate(links) if link is None]
+            found = self.memory.revive(
+                self._frame,
+                [thing_categories[j] for j in unlinked],
+                places[unlinked],
+                None if looks is None else looks[unlinked],
+                {link for link in links if link is not None},
+            )
+            for j, revival in zip(unlinked, found, strict=True):
+                revived[j] = revival
+        new_ids = [category * self.label_divisor for category in categories]  # things below
+        revived_after: dict[int, int] = {}
+        for index, link, revival in zip(thing_index, links, revived, strict=True):
+            if link is not None:
+                new_ids[index] = link
+                self.counts["links"] += 1
+            elif revival is not None:
+                new_ids[index] = revival[0]
+                revived_after[revival[0]] = revival[1]
+                self.counts["revivals"] += 1
+            else:
+                new_ids[index] = self._fresh_id(categories[index])
+                self.counts["fresh"] += 1
+        if self.memory is not None:
+            self.memory.observe(
+                self._frame,
+                [new_ids[i] for i in thing_index],
+                thing_categories,
+                places,
+                looks,
             )
         new_table = torch.full((size,), self.void_label, dtype=torch.int64, device=device)
         new_table[ids - low] = torch.tensor(new_ids, dtype=torch.int64, device=device)
@@ -183,6 +273,9 @@ class InstanceTracker:
             ({**s, "id": i} for s, i in zip(segments_info, new_ids, strict=True)),
             key=lambda s: s["id"],
         )
+        for segment in segments:
+            if segment["id"] in revived_after:
+                segment["revived_after"] = revived_after[segment["id"]]
         things = [s for s in segments if s["isthing"]]
         self._centers = torch.tensor([s["center"] for s in things], dtype=torch.int64).view(-1, 2)
         self._track_ids = torch.tensor([s["id"] for s in things], dtype=torch.int64)

@@ -8,8 +8,10 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
+from panoptic_depthlab.config import ConfigValueError
 from panoptic_depthlab.data import DVPSDatasetMapper, register_dvps_dataset
 from panoptic_depthlab.modeling import DEPTH_HEAD_REGISTRY, PanopticDepthLab
+from panoptic_depthlab.runtime.track_memory import TrackerSettings
 from tests.conftest import small_model_cfg
 
 NAME = "test_model_cityscapes_train"
@@ -123,6 +125,24 @@ def test_bad_config_values():
         build(**{"MODEL.DEPTH_HEAD.NAME": "Sonar"})
     with pytest.raises(ValueError, match="LOSS_TYPE='l2': expected one of"):
         build(**{"MODEL.DEPTH_HEAD.LOSS_TYPE": "l2"})
+
+
+def test_tracker_settings_come_from_the_config_and_the_dataset(batch):
+    model = build(**{"MODEL.TRACKER.MAX_GAP": 4, "MODEL.TRACKER.APPEARANCE_WEIGHT": 0.5})
+    assert model.tracker_settings == TrackerSettings(
+        max_gap=4,
+        max_distance_per_frame=model.tracker_settings.max_distance_per_frame,
+        appearance_weight=0.5,
+        focal_ratio=2262.52 / 2048,  # the Cityscapes camera (dataset metadata)
+    )
+    assert model.appearance_feature == "res5"  # the coarsest backbone output
+    # a dataset without depth has nothing to place tracks in 3-D: no memory
+    cfg = small_model_cfg("synthetic_kitti_step_val")
+    assert build_model(cfg).tracker_settings.max_gap == 0
+    with pytest.raises(ConfigValueError, match=r"MODEL.TRACKER: .*max_distance_per_frame=-1.0"):
+        build(**{"MODEL.TRACKER.MAX_DISTANCE_PER_FRAME": -1.0})
+    with pytest.raises(ConfigValueError, match="APPEARANCE_WEIGHT=0.5 with TEST.AUG.ENABLED"):
+        build(**{"MODEL.TRACKER.APPEARANCE_WEIGHT": 0.5, "TEST.AUG.ENABLED": True})
 
 
 def test_inference_outputs_at_another_size(batch):

@@ -139,6 +139,9 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
         "prediction_files": "rgb" if is_cityscapes else "class_instance",
         "max_prediction_instance": 255 if is_cityscapes else 65535,
         "resize_depth_prediction": not is_cityscapes,
+        # the camera's horizontal focal length / image width, for the tracker's 3-D positions
+        # (Cityscapes: fx 2262.52 at 2048 px; KITTI odometry: 718.856 at 1242 px)
+        "focal_ratio": 2262.52 / 2048 if is_cityscapes else 718.856 / 1242,
     }
 
 
@@ -154,6 +157,7 @@ CUSTOM_METADATA_KEYS = (
     "max_depth",
     "dvpq_window_sizes",
     "dvpq_depth_thresholds",
+    "focal_ratio",
 )
 
 
@@ -167,7 +171,10 @@ def custom_metadata(dataset_format: str, declared: Mapping[str, Any]) -> dict[st
             class) and ``thing_ids`` (train ids of the classes with instances) are required;
             ``label_void_id`` (class id of unlabelled pixels in the label files, >= C),
             ``label_divisor``, ``depth_scale``, ``max_depth``, ``dvpq_window_sizes`` and
-            ``dvpq_depth_thresholds`` are optional (default: the layout's).
+            ``dvpq_depth_thresholds`` are optional (default: the layout's), and so is
+            ``focal_ratio`` (the camera's focal length / image width, for the tracker; default:
+            :data:`~panoptic_depthlab.runtime.track_memory.DEFAULT_FOCAL_RATIO`, not the
+            layout's camera).
 
     Raises:
         ValueError: an unknown or missing key, colors that do not match the classes, thing ids
@@ -198,6 +205,7 @@ def custom_metadata(dataset_format: str, declared: Mapping[str, Any]) -> dict[st
             f"classes 0..{len(names) - 1} ({', '.join(names)})."
         )
     meta = dvps_metadata(dataset_format)
+    del meta["focal_ratio"]  # another camera than the layout's dataset
     meta.update({k: declared[k] for k in CUSTOM_METADATA_KEYS[3:] if k in declared})
     if meta["label_void_id"] < len(names):
         raise ValueError(
