@@ -25,6 +25,8 @@ setup(
         "Pillow",
         "tensorboard",
         "tqdm",
+        # the tracker's one-to-one revival assignment (linear_sum_assignment)
+        "scipy",
         # export to ONNX (torch.onnx's dynamo exporter) and the ONNX runtime of exported models
         "onnx",
         "onnxscript",

@@ -235,3 +235,21 @@ def test_cuda_device_of_a_config_falls_back_to_cpu_without_cuda(inputs, tmp_path
     assert [p.stem for p in (tmp_path / "images").glob("vis/*.png")] == [inputs["image"].stem]
     if not torch.cuda.is_available():
         assert "CUDA is not available: MODEL.DEVICE cuda -> cpu." in messages
+
+
+def test_segments_json_says_which_tracks_were_revived():
+    """The per-frame JSON keeps every segment key (``revived_after`` of a track the tracker's
+    memory revived in this frame), adds the class name and writes NaN depths as null."""
+    segments = [
+        {"id": 7, "category_id": 0, "isthing": False, "area": 5, "depth_mean": float("nan")}
+        | {"depth_median": float("nan"), "depth_valid_pixels": 0},
+        {"id": 2**33 + 4, "category_id": 2, "isthing": True, "area": 9, "depth_mean": 12.5}
+        | {"depth_median": 12.0, "depth_valid_pixels": 9, "center": [3, 4], "revived_after": 2},
+    ]
+    rows = json.loads(json.dumps(demo_module._segments_json(segments, ["road", "sky", "car"])))
+    assert rows[0] == {
+        "id": 7, "category_id": 0, "isthing": False, "area": 5, "depth_valid_pixels": 0,
+        "class": "road", "depth_mean": None, "depth_median": None,
+    }  # fmt: skip
+    assert rows[1]["revived_after"] == 2 and rows[1]["class"] == "car"
+    assert "revived_after" not in rows[0]

@@ -153,6 +153,14 @@ def test_export_check_is_recorded_in_the_manifest(exported):
         assert all(d["relative"] <= 1e-3 for d in check["differences"].values())
         assert manifest["untrained"] == []
         assert manifest["metadata"]["label_divisor"] == 1000
+        # the tracker runs as the eager model's: its memory settings and appearance features
+        assert manifest["tracker_settings"] == {
+            "max_gap": 5,
+            "max_distance_per_frame": 1.5,
+            "appearance_weight": 0.0,
+            "focal_ratio": 2262.52 / 2048,
+        }
+        assert manifest["appearance_feature"] == "res5"
         if fmt == "pt2":  # same kernels: bit for bit
             assert all(d["max_abs_difference"] == 0 for d in check["differences"].values())
 
@@ -185,8 +193,14 @@ def test_sequence_gives_identical_panoptic_maps_and_track_ids(exported, config_f
 def test_predictor_reset_starts_new_track_numbers(exported, frames):
     predictor = Predictor.from_exported(exported["pt2"])
     first = predictor(frames[0])["panoptic_seg"][0]
-    predictor(frames[1])
+    second = predictor(frames[1])["panoptic_seg"][1]
+    # every thing instance of the two frames was linked, revived or new; frame 0's were new
+    counts = predictor.tracker_counts
+    things = len(first[first % 2**32 > 0].unique()) + sum(s["isthing"] for s in second)
+    assert sum(counts.values()) == things and counts["links"] > 0
+    assert counts["fresh"] >= len(first[first % 2**32 > 0].unique())
     predictor.reset()
+    assert predictor.tracker_counts == {"links": 0, "revivals": 0, "fresh": 0}
     assert torch.equal(predictor(frames[0])["panoptic_seg"][0], first)
 
 

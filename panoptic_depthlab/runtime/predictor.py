@@ -133,7 +133,9 @@ class Predictor:
             ``class * TRACK_LABEL_DIVISOR + track`` (2**32; stuff: track 0; void: -1), the same
             for one object over the video (:mod:`panoptic_depthlab.panoptic_ids`), segments with
             ``id``, ``category_id``, ``isthing``, ``area``, ``depth_mean``, ``depth_median``
-            (meters), ``depth_valid_pixels`` and, for things, ``center`` (y, x);
+            (meters), ``depth_valid_pixels`` and, for things, ``center`` (y, x) and, on a thing
+            whose track the tracker's memory revived in this frame, ``revived_after`` (frames
+            its object was missing; :mod:`~panoptic_depthlab.runtime.track_memory`);
             ``depth``: (H, W) meters; ``sem_seg``: (C, H, W) logits.
 
         Raises:

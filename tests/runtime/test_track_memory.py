@@ -183,12 +183,12 @@ def test_the_gate_grows_with_the_frames_a_track_was_missing():
 
 
 def test_a_new_object_far_from_a_dormant_track_gets_a_fresh_id():
+    # 6 m to the side of the hidden car (gate 3 m); the car can still come back after it
     frames = [{"car": at(CAR, 0.0, 20.0)}, {}, {"other": at(CAR, 6.0, 20.0)}]
+    frames.append({"other": at(CAR, 6.0, 20.0), "car": at(CAR, 0.0, 20.0)})
     ids, _ = track(frames)
-    assert ids[-1]["other"] == (CAR * TRACK_LABEL_DIVISOR + 2, None)
-    frames = [{"car": at(CAR, 0.0, 20.0)}, {}, {"other": at(CAR, 0.0, 24.0)}]  # 4 m behind
-    ids, _ = track(frames)
-    assert ids[-1]["other"] == (CAR * TRACK_LABEL_DIVISOR + 2, None)
+    assert ids[2]["other"] == (CAR * TRACK_LABEL_DIVISOR + 2, None)
+    assert ids[3]["car"] == (CAR * TRACK_LABEL_DIVISOR + 1, 2)
 
 
 def test_gap_right_after_the_first_frame_moves_with_the_scene():
