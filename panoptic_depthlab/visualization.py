@@ -211,14 +211,21 @@ def _draw_labels(
     """Label the things of ``segments_info`` on ``canvas`` (in place), nearest first.
 
     Each label is centered on its thing's ``center`` = (y, x) pixels, then moved to lie inside the
-    canvas (a label wider or taller than the canvas starts at its left or top edge). Things go in
-    order of increasing median depth (NaN last); a label whose box would overlap one already
-    drawn is left out, so crowded far things lose their labels rather than make them unreadable.
+    canvas (a label wider or taller than the canvas starts at its left or top edge). Things whose
+    track was revived in this frame (``revived_after``) go first, then the others, each in order
+    of increasing median depth (NaN last); a label whose box would overlap one already drawn is
+    left out, so crowded far things lose their labels rather than make them unreadable, and a
+    revival is always shown.
     """
     height, width = canvas.shape[:2]
     pad = (_thickness(scale) + 2) // 2 + 1  # the outline's ink reaches beyond getTextSize's box
     things = [info for info in segments_info if info["isthing"]]
-    things.sort(key=lambda info: np.nan_to_num(float(info["depth_median"]), nan=np.inf))
+    things.sort(
+        key=lambda info: (
+            "revived_after" not in info,
+            np.nan_to_num(float(info["depth_median"]), nan=np.inf),
+        )
+    )
     boxes: list[tuple[int, int, int, int]] = []  # (left, top, right, bottom), exclusive ends
     for info in things:
         text = _thing_label(info, class_names, untrained)
@@ -253,8 +260,9 @@ def panoptic_overlay(
     the median is NaN) in white with a black outline, centered on its ``center`` and moved inside
     the image; nearer things are labelled first and a label that would overlap one already drawn
     is left out. The font grows with the image height (see ``_font_scale``). A thing whose track
-    was revived after a gap says so (``car 12.4 m (revived, gap 2)``). Labels of an untrained
-    output end with ``(untrained)`` and show no untrained depth (``car (untrained)``).
+    was revived after a gap says so (``car 12.4 m (revived, gap 2)``), and its label goes before
+    all others. Labels of an untrained output end with ``(untrained)`` and show no untrained
+    depth (``car (untrained)``).
 
     Args:
         image: (H, W, 3) uint8 RGB.

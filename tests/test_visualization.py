@@ -8,6 +8,7 @@ import pytest
 from detectron2.data.catalog import Metadata
 
 from panoptic_depthlab.visualization import (
+    _draw_labels,
     _thing_label,
     depth_colormap,
     depth_scale_bar,
@@ -213,6 +214,23 @@ def test_overlapping_labels_keep_the_nearest():
         segment(CAR_1, CAR, True, 10.0, center=[32, 64]),
     ]
     np.testing.assert_array_equal(panoptic_overlay(image, panoptic, info, META), render(30.0))
+
+
+def test_a_revived_track_keeps_its_label_among_overlapping_ones():
+    near = segment(CAR_1, CAR, True, 10.0, center=[32, 64])
+    far = {**segment(CAR_2, CAR, True, 30.0, center=[34, 66]), "revived_after": 1}
+
+    def labels(info: list[dict]) -> np.ndarray:
+        canvas = np.zeros((H, W, 3), np.uint8)
+        _draw_labels(canvas, info, META["stuff_classes"], 0.4)
+        return canvas
+
+    # the far car's label (its track revived) is drawn, the near car's overlaps it: left out
+    np.testing.assert_array_equal(labels([near, far]), labels([far]))
+    assert labels([far]).any() and not np.array_equal(labels([far]), labels([near]))
+    # without the revival, nearest first as before
+    plain = {k: v for k, v in far.items() if k != "revived_after"}
+    np.testing.assert_array_equal(labels([plain, near]), labels([near]))
 
 
 def turbo(level: int) -> np.ndarray:
