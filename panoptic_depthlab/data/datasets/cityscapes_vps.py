@@ -66,7 +66,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
 from .dvps import _link_sequences, _missing_split_message
 from .kitti_step import _check_rgb_png
-from .metadata import CITYSCAPES_DVPS, dvps_metadata
+from .metadata import video_panoptic_metadata
 
 __all__ = [
     "CITYSCAPES_VPS",
@@ -96,19 +96,7 @@ def cityscapes_vps_metadata() -> dict[str, Any]:
       inside a video, a class without segments left out of the means;
     * ``evaluate_stq`` False.
     """
-    meta = dvps_metadata(CITYSCAPES_DVPS)
-    meta.update(
-        dataset_format=CITYSCAPES_VPS,
-        label_void_id=255,
-        label_divisor=1000,
-        has_depth=False,
-        dvpq_window_sizes=[1, 2, 3, 4],
-        dvpq_depth_thresholds=[],
-        dvpq_absent_class_is_zero=False,
-        dvpq_windows_cross_sequences=False,
-        evaluate_stq=False,
-    )
-    return meta
+    return video_panoptic_metadata(CITYSCAPES_VPS, evaluate_stq=False)
 
 
 def cityscapes_vps_json_path(root: str, split: str) -> str:

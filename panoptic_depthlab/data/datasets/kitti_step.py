@@ -52,7 +52,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..errors import DatasetError
 from .dvps import _link_sequences, _missing_split_message
-from .metadata import CITYSCAPES_DVPS, dvps_metadata
+from .metadata import video_panoptic_metadata
 
 __all__ = [
     "KITTI_STEP",
@@ -94,21 +94,12 @@ def kitti_step_metadata() -> dict[str, Any]:
     * ``evaluate_stq`` True: STQ with DeepLab2's rules (things 11 and 13, void 255 ignored,
       instance 0 on a thing is crowd).
     """
-    meta = dvps_metadata(CITYSCAPES_DVPS)
+    meta = video_panoptic_metadata(KITTI_STEP, evaluate_stq=True)
     thing_ids = list(_THING_IDS)
     meta.update(
-        dataset_format=KITTI_STEP,
         thing_ids=thing_ids,
         stuff_ids=[i for i in range(meta["num_classes"]) if i not in thing_ids],
         thing_dataset_id_to_contiguous_id={i: i for i in thing_ids},
-        label_void_id=255,
-        label_divisor=1000,
-        has_depth=False,
-        dvpq_window_sizes=[1, 2, 3, 4],
-        dvpq_depth_thresholds=[],
-        dvpq_absent_class_is_zero=False,
-        dvpq_windows_cross_sequences=False,
-        evaluate_stq=True,
     )
     return meta
 

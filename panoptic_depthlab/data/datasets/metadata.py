@@ -21,6 +21,7 @@ __all__ = [
     "check_dvps_format",
     "custom_metadata",
     "dvps_metadata",
+    "video_panoptic_metadata",
 ]
 
 CITYSCAPES_DVPS = "cityscapes_dvps"
@@ -143,6 +144,30 @@ def dvps_metadata(dataset_format: str) -> dict[str, Any]:
         # (Cityscapes: fx 2262.52 at 2048 px; KITTI odometry: 718.856 at 1242 px)
         "focal_ratio": 2262.52 / 2048 if is_cityscapes else 718.856 / 1242,
     }
+
+
+def video_panoptic_metadata(dataset_format: str, evaluate_stq: bool) -> dict[str, Any]:
+    """Metadata of a video panoptic dataset with Cityscapes' 19 classes and no depth
+    (KITTI-STEP, Cityscapes-VPS): :func:`dvps_metadata` of Cityscapes-DVPS with
+    ``dataset_format``, ``label_void_id`` 255, ``label_divisor`` 1000, ``has_depth`` False and
+    ``dvpq_depth_thresholds`` [] (VPQ, lambda = 0, only), ``dvpq_window_sizes`` [1, 2, 3, 4]
+    inside each sequence with a class without segments left out of the means (Cityscapes-DVPS's
+    rules), ``evaluate_stq`` as given, and no ``focal_ratio`` (no depth to place tracks in 3-D).
+    """
+    meta = dvps_metadata(CITYSCAPES_DVPS)
+    del meta["focal_ratio"]
+    meta.update(
+        dataset_format=dataset_format,
+        label_void_id=255,
+        label_divisor=1000,
+        has_depth=False,
+        dvpq_window_sizes=[1, 2, 3, 4],
+        dvpq_depth_thresholds=[],
+        dvpq_absent_class_is_zero=False,
+        dvpq_windows_cross_sequences=False,
+        evaluate_stq=evaluate_stq,
+    )
+    return meta
 
 
 # What a user's own dataset may declare (register_dvps_dataset(..., metadata=...)): its classes
