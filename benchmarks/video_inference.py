@@ -39,10 +39,10 @@ from panoptic_depthlab.data import register_dvps_dataset
 from panoptic_depthlab.data.annotations import read_depth, read_panoptic
 from panoptic_depthlab.data.synthetic import generate_synthetic_dvps
 from panoptic_depthlab.data.target_generator import DVPSTargetGenerator
+from panoptic_depthlab.modeling.meta_arch import tracker_settings_from_config
 from panoptic_depthlab.panoptic_ids import TRACK_LABEL_DIVISOR
 from panoptic_depthlab.runtime.post_processing import panoptic_depth_inference
 from panoptic_depthlab.runtime.stitching import InstanceTracker
-from panoptic_depthlab.runtime.track_memory import TrackerSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,19 +82,6 @@ def network_ratio(records: list, rounds: int) -> tuple[float, float]:
     return statistics.median(sequence), statistics.median(single)
 
 
-def tracker_settings(meta) -> TrackerSettings:
-    """The tracker settings of the config defaults (``MODEL.TRACKER``) on this dataset."""
-    tracker = get_cfg()
-    add_panoptic_depthlab_config(tracker)
-    tracker = tracker.MODEL.TRACKER
-    return TrackerSettings(
-        max_gap=tracker.MAX_GAP,
-        max_distance_per_frame=tracker.MAX_DISTANCE_PER_FRAME,
-        appearance_weight=tracker.APPEARANCE_WEIGHT,
-        focal_ratio=meta.focal_ratio,
-    )
-
-
 def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, float, int]:
     """(stitching with the memory, without it, post-processing) median seconds per frame, and
     instances per frame."""
@@ -121,7 +108,9 @@ def stitching_ratio(records: list, meta, rounds: int) -> tuple[float, float, flo
         depth = torch.from_numpy(read_depth(record, meta.as_dict())).float()
         predictions.append((classes[None], targets["center"][None], targets["offset"], depth))
         predictions[-1] += (next_offset,)
-    settings = tracker_settings(meta)
+    defaults = get_cfg()
+    add_panoptic_depthlab_config(defaults)
+    settings = tracker_settings_from_config(defaults.MODEL.TRACKER, meta)
     assert settings.memory
     post, instances = [], []
     stitch: dict[bool, list[float]] = {True: [], False: []}

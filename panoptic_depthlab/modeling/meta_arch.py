@@ -33,15 +33,21 @@ from .next_frame_head import NextFrameHead
 from .semantic_loss import DEEPLAB2_HARD_PIXEL_MINING, TopKNonZeroMeanCE
 from .test_time_augmentation import TestTimeAugmentation
 
-__all__ = ["PanopticDepthLab"]
+__all__ = ["PanopticDepthLab", "tracker_settings_from_config"]
 
 logger = logging.getLogger(__name__)
 
 _DEPTH_LOSSES = {"silog_rel": silog_rel_loss, "l1": l1_depth_loss}
 
 
-def _tracker_settings(tracker: CfgNode, meta: Any, has_depth: bool) -> TrackerSettings:
-    """``MODEL.TRACKER`` with the dataset's focal ratio; no memory without depth."""
+def tracker_settings_from_config(tracker: CfgNode, meta: Any) -> TrackerSettings:
+    """The tracker settings of ``MODEL.TRACKER`` (``tracker``) on a dataset (``meta``, its
+    metadata): its ``focal_ratio``, and no memory for a dataset without depth (``has_depth``).
+
+    Raises:
+        ConfigValueError: a ``MODEL.TRACKER`` value out of range, named.
+    """
+    has_depth = meta.get("has_depth", True)
     max_gap = tracker.MAX_GAP if has_depth else 0
     if tracker.MAX_GAP and not has_depth:
         logger.info("MODEL.TRACKER.MAX_GAP -> 0: the dataset has no depth to place tracks in 3-D.")
@@ -157,7 +163,7 @@ class PanopticDepthLab(PanopticDeepLab):
             nms_kernel=self.nms_kernel,
             top_k=self.top_k,
         )
-        self.tracker_settings = _tracker_settings(cfg.MODEL.TRACKER, self.meta, self.has_depth)
+        self.tracker_settings = tracker_settings_from_config(cfg.MODEL.TRACKER, self.meta)
         if self.tracker_settings.appearance_weight > 0 and self.tta is not None:
             raise ConfigValueError(
                 f"MODEL.TRACKER.APPEARANCE_WEIGHT={self.tracker_settings.appearance_weight} "

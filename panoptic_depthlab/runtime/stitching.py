@@ -32,12 +32,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..panoptic_ids import TRACK_LABEL_DIVISOR
 from .post_processing import nearest_center
-from .track_memory import TrackerSettings, TrackMemory, instance_positions
+from .track_memory import (
+    TrackerSettings,
+    TrackMemory,
+    instance_appearances,
+    instance_positions,
+)
 
 __all__ = ["InstanceTracker", "match_instances"]
 
@@ -88,25 +92,6 @@ def match_instances(
     rows = torch.arange(num_own, device=own.device)
     mutual = (best_own[best_track] == rows) & (iou[rows, best_track] > 0)
     return torch.where(mutual, best_track, unmatched)
-
-
-def _pooled_appearance(
-    features: torch.Tensor,
-    rows: torch.Tensor,
-    cols: torch.Tensor,
-    instance: torch.Tensor,
-    count: int,
-    image_size: tuple[int, int],
-) -> np.ndarray:
-    """(J, C) float64 unit vectors: the (C, h, w) ``features`` averaged over each instance's
-    pixels (each pixel reads the cell it falls in); zero vectors for instances without pixels."""
-    channels, h, w = features.shape
-    height, width = image_size
-    cell = (rows * h // height) * w + cols * w // width
-    cells = torch.bincount(instance * (h * w) + cell.to(instance.device), minlength=count * h * w)
-    pooled = cells.view(count, h * w).to(features.dtype) @ features.reshape(channels, -1).T
-    pooled = torch.nn.functional.normalize(pooled.double(), dim=1)
-    return pooled.cpu().numpy()
 
 
 class InstanceTracker:
@@ -234,7 +219,9 @@ class InstanceTracker:
             )
             looks = None
             if self.settings.appearance_weight > 0 and appearance is not None:
-                looks = _pooled_appearance(appearance, rows, cols, own, len(links), panoptic.shape)
+                looks = instance_appearances(
+                    appearance, rows, cols, own, len(links), tuple(panoptic.shape)
+                )
             unlinked = [j for j, link in enumerate(links) if link is None]
             found = self.memory.revive(
                 self._frame,

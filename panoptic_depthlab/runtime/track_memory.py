@@ -45,7 +45,13 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["DEFAULT_FOCAL_RATIO", "TrackMemory", "TrackerSettings", "instance_positions"]
+__all__ = [
+    "DEFAULT_FOCAL_RATIO",
+    "TrackMemory",
+    "TrackerSettings",
+    "instance_appearances",
+    "instance_positions",
+]
 
 DEFAULT_FOCAL_RATIO = 0.8
 """Focal length / image width assumed for a dataset without ``focal_ratio`` metadata: a 64
@@ -134,6 +140,37 @@ def instance_positions(
     positions = torch.stack([x, y, z], dim=1).numpy()
     positions[~(z > 0).numpy()] = np.nan
     return positions
+
+
+def instance_appearances(
+    features: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    instance: torch.Tensor,
+    count: int,
+    image_size: tuple[int, int],
+) -> np.ndarray:
+    """Appearance vectors of a frame's instances: features pooled in their masks.
+
+    Args:
+        features: (C, h, w) features covering the frame; cell (i, j) covers rows
+            [i H / h, (i + 1) H / h) and columns likewise.
+        rows, cols: (N,) int64 row and column of each thing pixel.
+        instance: (N,) int64 index of each pixel's instance, in [0, ``count``).
+        count: J, the number of instances.
+        image_size: (H, W) of the frame, pixels.
+
+    Returns:
+        (J, C) float64 unit vectors: the mean of the cells each instance's pixels fall in;
+        zero vectors for instances without pixels.
+    """
+    channels, h, w = features.shape
+    height, width = image_size
+    cell = (rows * h // height) * w + cols * w // width
+    cells = torch.bincount(instance * (h * w) + cell.to(instance.device), minlength=count * h * w)
+    pooled = cells.view(count, h * w).to(features.dtype) @ features.reshape(channels, -1).T
+    pooled = torch.nn.functional.normalize(pooled.double(), dim=1)
+    return pooled.cpu().numpy()
 
 
 @dataclass
