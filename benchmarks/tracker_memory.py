@@ -24,19 +24,21 @@ import re
 import sys
 from collections import defaultdict
 
-import numpy as np
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.modeling import build_model
-
-import panoptic_depthlab  # noqa: F401 (registers the model and datasets)
-from panoptic_depthlab.config import add_panoptic_depthlab_config
-from panoptic_depthlab.data import DVPSDatasetMapper, register_dvps_dataset
-from panoptic_depthlab.data.annotations import read_panoptic
-from panoptic_depthlab.evaluation import DVPSEvaluator, inference_on_sequences
-
 ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
+sys.path.insert(0, ROOT)  # the ground-truth gap count lives with the oracle tests
+
+import numpy as np  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+import panoptic_depthlab  # noqa: E402, F401 (registers the model and datasets)
+from panoptic_depthlab.config import add_panoptic_depthlab_config  # noqa: E402
+from panoptic_depthlab.data import DVPSDatasetMapper, register_dvps_dataset  # noqa: E402
+from panoptic_depthlab.evaluation import DVPSEvaluator, inference_on_sequences  # noqa: E402
+from tests.modeling.test_video_oracle import track_gaps  # noqa: E402
+
 CONFIG = os.path.join(ROOT, "configs", "synthetic", "vip_depth_small.yaml")
 WEIGHTS = os.path.join(ROOT, "output", "demo", "train", "model_final.pth")
 DATA = os.path.join(ROOT, "datasets", "synthetic-cityscapes-dvps")
@@ -56,18 +58,6 @@ class _Counts(logging.Handler):
         if message.startswith("Tracked "):
             for number, what in re.findall(r"(\d+) (next-frame links|revivals|new ids)", message):
                 self.totals[what] += int(number)
-
-
-def gap_count() -> int:
-    """Runs of frames in which a ground-truth thing track of a sequence is missing."""
-    meta = MetadataCatalog.get(DATASET)
-    frames = defaultdict(set)
-    for record in DatasetCatalog.get(DATASET):
-        panoptic = read_panoptic(record, meta.as_dict())
-        things = panoptic[np.isin(panoptic // meta.label_divisor, meta.thing_ids)]
-        for segment in np.unique(things[things % meta.label_divisor > 0]):
-            frames[(record["sequence_id"], int(segment))].add(record["frame_index"])
-    return sum(t + 1 not in f for f in frames.values() for t in f if t < max(f))
 
 
 def evaluate(
@@ -105,7 +95,7 @@ def main() -> None:
         sys.exit(2)
     logging.basicConfig(level=logging.WARNING)
     register_dvps_dataset(DATASET, DATA, "val", "cityscapes_dvps")
-    print(f"{DATA} val: {gap_count()} ground-truth track gaps")
+    print(f"{DATA} val: {sum(n for *_, n in track_gaps(DATASET))} ground-truth track gaps")
     on, on_counts = evaluate(None)
     off, off_counts = evaluate(0)
     looks, looks_counts = evaluate(None, appearance_weight=1.0)
