@@ -17,7 +17,8 @@ DETECTRON2_WHEEL_SHA256=491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d5
 
 cd "$(dirname "$0")/.."
 STAMP="$VENV/.setup-stamp"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input)
+# No wheel cache: on a fresh machine it would hold a second copy of the 3+ GB of CUDA wheels.
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input --no-cache-dir)
 
 current_step="(none)"
 fail() {
