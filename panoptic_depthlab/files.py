@@ -46,10 +46,12 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error) or type(error).__name__
 
 
-def check_writable(directory: str, what: str = "output folder") -> None:
+def check_writable(directory: str, what: str = "output folder", keep: bool = False) -> None:
     """Check that files can be created in ``directory``, by creating (and removing) a small
     file there. Folders it creates for the check are removed again, so a run that stops
-    later for another reason leaves nothing behind.
+    later for another reason leaves nothing behind, unless ``keep``: the check of a run about
+    to write there, made by several processes at once (a process removing the folder it made
+    would pull it from under another one's check).
 
     Raises:
         OutputError: "``<what> <directory>: cannot write there (<reason>).``" for a read-only,
@@ -57,7 +59,7 @@ def check_writable(directory: str, what: str = "output folder") -> None:
     """
     created = []
     parent = os.path.abspath(directory)
-    while not os.path.exists(parent):
+    while not keep and not os.path.exists(parent):
         created.append(parent)
         parent = os.path.dirname(parent)
     probe = os.path.join(directory, f".write_check.{os.getpid()}.tmp")

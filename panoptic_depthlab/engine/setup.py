@@ -287,8 +287,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
         OutputError: ``OUTPUT_DIR`` cannot be written.
     """
     cfg = load_config(args)
-    if cfg.OUTPUT_DIR:
-        check_writable(cfg.OUTPUT_DIR, "OUTPUT_DIR")
+    if cfg.OUTPUT_DIR:  # every worker at once; the launching process checked it before
+        check_writable(cfg.OUTPUT_DIR, "OUTPUT_DIR", keep=True)
     _set_up_loggers(cfg.OUTPUT_DIR)
     _adapt_to_machine(cfg, args.num_gpus)
     cfg.freeze()
