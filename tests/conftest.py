@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,16 @@ def _fresh_tool_loggers():
             handler.close()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(request, tmp_path_factory) -> Iterator[Path]:
+    """A folder for the module's shared files (checkpoints, exports, training runs), removed
+    when the module ends: kept to the end of the session as ``tmp_path_factory``'s folders
+    are, the large ones add up to 1.3 GB."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # (sequences, frames, height, width) of the datasets the tests share.

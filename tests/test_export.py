@@ -47,8 +47,8 @@ def _config(weights: str):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("export")
+def workdir(module_tmp_path) -> Path:
+    return module_tmp_path
 
 
 @pytest.fixture(scope="module")

@@ -82,10 +82,10 @@ def load_checkpoint(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def two_process_run(datasets_root, tmp_path_factory) -> tuple[Path, str]:
+def two_process_run(datasets_root, module_tmp_path) -> tuple[Path, str]:
     """4 iterations with `--num-gpus 2` on CPU, SyncBN in the backbone, a checkpoint every 2
     iterations, a prediction picture every 2 and an evaluation at the end."""
-    output_dir = tmp_path_factory.mktemp("two_process")
+    output_dir = module_tmp_path / "two_process"
     opts = (
         "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "VIS_PERIOD", "2",
         "TEST.EVAL_PERIOD", "4", "MODEL.RESNETS.NORM", "SyncBN",

@@ -42,13 +42,13 @@ RED, BLACK = (200, 0, 0), (0, 0, 0)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
+def data(module_tmp_path) -> dict[str, Path]:
     """A synthetic SemKITTI-DVPS val split (2 sequences x 2 frames), the config of a small
     model, a full checkpoint of it, and one without its depth and next-frame branches (as a
     Panoptic-DeepLab model-zoo checkpoint loads into this model). The checkpoint's semantic
     branch calls every pixel a car and its center map passes the threshold everywhere, so that
     its outputs hold tracked things (a random model predicts none)."""
-    root = tmp_path_factory.mktemp("demo_reliability")
+    root = module_tmp_path
     generate_synthetic_dvps(str(root), "semkitti_dvps", "val", 2, 2, H, W, seed=0)
     cfg = small_model_cfg("synthetic_semkitti_dvps_val", (H, W))
     config = root / "small.yaml"

@@ -58,9 +58,9 @@ def _config(name: str):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
+def workdir(module_tmp_path) -> Path:
     """A working directory as ``make demo`` leaves it (module docstring), and the cache."""
-    root = tmp_path_factory.mktemp("readme")
+    root = module_tmp_path
     (root / "configs").symlink_to(REPO / "configs", target_is_directory=True)
     data = root / "datasets" / "synthetic-cityscapes-dvps"
     generate_synthetic_dvps(str(data), "cityscapes_dvps", "val", 1, 4, 64, 128, 1)
