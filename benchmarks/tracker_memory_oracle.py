@@ -23,9 +23,7 @@ memory / counted seeds> goal>=0.9``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -46,33 +44,16 @@ from tests.modeling.test_video_oracle import (  # noqa: E402
 LAMBDAS = (0.5, 0.25, 0.1, 0.0)
 
 
-class _Revivals(logging.Handler):
-    """Adds up the revivals of the tracker's end-of-sequence log lines."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.total = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = re.search(r"(\d+) revivals", record.getMessage())
-        self.total += int(found[1]) if found else 0
-
-
 def scores(dataset: str, max_gap: int | None) -> tuple[dict[int, float], float | None, int]:
     """Lowest DVPQ over lambda per k, AQ (None without STQ) and revivals of the oracle."""
-    revivals = _Revivals()
-    logger = logging.getLogger("panoptic_depthlab.runtime.sequence")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(revivals)
-    try:
-        results = evaluate(dataset, *sequence_outputs(dataset, max_gap=max_gap))
-    finally:
-        logger.removeHandler(revivals)
+    records, outputs = sequence_outputs(dataset, max_gap=max_gap)
+    results = evaluate(dataset, records, outputs)
+    revivals = sum("revived_after" in s for o in outputs for s in o["panoptic_seg"][1])
     meta = MetadataCatalog.get(dataset)
     dvpq = {
         k: min(results[f"DVPQ@k{k}_l{lam:g}"] for lam in LAMBDAS) for k in meta.dvpq_window_sizes
     }
-    return dvpq, results.get("AQ"), revivals.total
+    return dvpq, results.get("AQ"), revivals
 
 
 def is_100(value: float) -> bool:

@@ -126,7 +126,6 @@ class InstanceTracker:
         """
         self.label_divisor = label_divisor
         self.void_label = void_label
-        self.settings = settings
         self.memory = TrackMemory(settings) if settings is not None and settings.memory else None
         self.counts = {"links": 0, "revivals": 0, "fresh": 0}
         self._frame = -1
@@ -215,10 +214,10 @@ class InstanceTracker:
                 dtype=torch.float64,
             )
             places = instance_positions(
-                rows, cols, own, depths, tuple(panoptic.shape), self.settings.focal_ratio
+                rows, cols, own, depths, tuple(panoptic.shape), self.memory.settings.focal_ratio
             )
             looks = None
-            if self.settings.appearance_weight > 0 and appearance is not None:
+            if self.memory.settings.appearance_weight > 0 and appearance is not None:
                 looks = instance_appearances(
                     appearance, rows, cols, own, len(links), tuple(panoptic.shape)
                 )
